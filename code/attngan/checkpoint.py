@@ -1,0 +1,90 @@
+"""Saving and loading weights: atomic writes, safe loads, the authors' file format."""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit the model it is loaded into."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename over ``path``,
+    so that an interrupted save never leaves a truncated checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def original_format(module: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+    """The state_dict as PyTorch 0.3 wrote it: no ``num_batches_tracked`` buffers and no
+    version metadata, so the authors' code (and ours) loads it."""
+    return OrderedDict((k, v.detach().cpu()) for k, v in module.state_dict().items()
+                       if not k.endswith("num_batches_tracked"))
+
+
+def save_weights(module: nn.Module, path: str | Path) -> None:
+    """Write ``module``'s weights in the authors' format, atomically."""
+    atomic_save(original_format(module), path)
+
+
+def read_state_dict(path: str | Path) -> "OrderedDict[str, torch.Tensor]":
+    """Load a state_dict file safely (weights_only) on the CPU; strips a DataParallel
+    ``module.`` prefix."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - unreadable in many ways, one message
+        raise CheckpointError(f"{path}: not a readable PyTorch state_dict ({err})") from err
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a state_dict (a mapping of names to tensors), got {type(state).__name__}")
+    if state and all(k.startswith("module.") for k in state):
+        state = OrderedDict((k[len("module."):], v) for k, v in state.items())
+    return state
+
+
+def load_weights(module: nn.Module, path: str | Path) -> nn.Module:
+    """Load ``path`` into ``module`` with strict key matching.
+
+    Missing ``num_batches_tracked`` buffers (files written by PyTorch 0.3) are filled
+    with 0, as PyTorch does for old files. Any other missing or unexpected key, or a
+    tensor of another shape, is a CheckpointError naming the file, the key and both shapes.
+    """
+    state = read_state_dict(path)
+    own = module.state_dict()
+    for key, value in own.items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.zeros_like(value)
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not fit {type(module).__name__}: "
+            f"missing keys {missing[:8]}{' …' if len(missing) > 8 else ''}, "
+            f"unexpected keys {unexpected[:8]}{' …' if len(unexpected) > 8 else ''}"
+        )
+    for key, value in own.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"{path}: key {key!r} has shape {tuple(state[key].shape)} in the file but "
+                f"{tuple(value.shape)} in {type(module).__name__} (wrong config for this checkpoint?)"
+            )
+    module.load_state_dict(state, strict=True)
+    return module

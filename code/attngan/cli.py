@@ -1,0 +1,61 @@
+"""Command-line entry points, with the original's arguments (--cfg, --gpu, --data_dir,
+--manualSeed) plus --output_dir and --set KEY=VALUE overrides."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+
+from .config import ConfigError, apply_overrides, load_config
+from .runtime import run_dir, seed_everything, select_device
+
+
+def base_parser(description: str, default_cfg: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cfg", dest="cfg_file", default=default_cfg, help="YAML config file")
+    parser.add_argument("--gpu", dest="gpu_id", type=int, default=None, help="CUDA device id; -1 for the CPU")
+    parser.add_argument("--data_dir", default="", help="overrides DATA_DIR")
+    parser.add_argument("--manualSeed", type=int, default=None, help="seed for random, numpy and torch")
+    parser.add_argument("--output_dir", default=None,
+                        help="run folder (default: RUN.OUTPUT_DIR/{DATASET_NAME}_{CONFIG_NAME}_{timestamp})")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. TRAIN.MAX_EPOCH=2")
+    return parser
+
+
+def setup(args: argparse.Namespace):
+    """Config, device and seed from the parsed arguments, as the original's __main__."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = load_config(args.cfg_file)
+    apply_overrides(cfg, args.overrides)
+    if args.gpu_id is not None:
+        cfg.GPU_ID = args.gpu_id
+        cfg.CUDA = args.gpu_id != -1
+    if args.data_dir:
+        cfg.DATA_DIR = args.data_dir
+    device = select_device(cfg.GPU_ID if cfg.CUDA else -1)
+    seed = args.manualSeed
+    if seed is None:
+        seed = 100 if not cfg.TRAIN.FLAG else random.randint(1, 10000)
+    seed_everything(seed)
+    logging.getLogger("attngan").info("seed %d, device %s, config %s", seed, device, args.cfg_file)
+    return cfg, device, seed
+
+
+def pretrain_damsm_main(argv: list[str] | None = None) -> int:
+    """``attngan-pretrain-damsm`` / ``python code/pretrain_DAMSM.py``."""
+    from .training.damsm import train_damsm
+
+    args = base_parser("Pretrain the DAMSM text and image encoders.", "cfg/DAMSM/bird.yml").parse_args(argv)
+    try:
+        cfg, device, seed = setup(args)
+        out = run_dir(cfg, args.output_dir)
+        metrics = train_damsm(cfg, device, out, seed)
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
+        logging.getLogger("attngan").debug("failed", exc_info=True)
+        print(f"error ({type(err).__name__}): {err}", file=sys.stderr)
+        return 2
+    print(json.dumps({"output_dir": str(out), **{k: round(float(v), 4) for k, v in metrics.items()}}))
+    return 0

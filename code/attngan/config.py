@@ -1,0 +1,153 @@
+"""Configuration: the original AttnGAN defaults, our extension sections, and YAML merging.
+
+The original keys keep their names and defaults so that the authors' YAML files load
+unchanged (``cfg.TRAIN.SMOOTH.GAMMA1`` and friends). Our additions live in their own
+sections: ``FIXES`` (switches that repair a quirk of the original, all off by default),
+``DAMSM`` (image backbone choices for DAMSM), ``AUGMENT`` (image augmentation) and
+``RUN`` (where outputs go).
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from easydict import EasyDict
+
+
+def default_config() -> EasyDict:
+    """A fresh copy of every key a YAML file may set, with its default."""
+    return EasyDict(copy.deepcopy(_DEFAULTS))
+
+
+_DEFAULTS: dict[str, Any] = {
+    "DATASET_NAME": "birds",
+    "CONFIG_NAME": "",
+    "DATA_DIR": "",
+    "GPU_ID": 0,
+    "CUDA": True,
+    "WORKERS": 6,
+    "RNN_TYPE": "LSTM",
+    "B_VALIDATION": False,
+    "TREE": {"BRANCH_NUM": 3, "BASE_SIZE": 64},
+    "TRAIN": {
+        "BATCH_SIZE": 64,
+        "MAX_EPOCH": 600,
+        "SNAPSHOT_INTERVAL": 2000,
+        "DISCRIMINATOR_LR": 2e-4,
+        "GENERATOR_LR": 2e-4,
+        "ENCODER_LR": 2e-4,
+        "RNN_GRAD_CLIP": 0.25,
+        "FLAG": True,
+        "NET_E": "",
+        "NET_G": "",
+        "B_NET_D": True,
+        "SMOOTH": {"GAMMA1": 5.0, "GAMMA2": 5.0, "GAMMA3": 10.0, "LAMBDA": 1.0},
+    },
+    "GAN": {
+        "DF_DIM": 64,
+        "GF_DIM": 128,
+        "Z_DIM": 100,
+        "CONDITION_DIM": 100,
+        "R_NUM": 2,
+        "B_ATTENTION": True,
+        "B_DCGAN": False,
+    },
+    "TEXT": {"CAPTIONS_PER_IMAGE": 10, "EMBEDDING_DIM": 256, "WORDS_NUM": 18},
+    # Repairs of the original's quirks. Off reproduces the original exactly.
+    "FIXES": {
+        # The original masks padded words with mask.repeat(queryL, 1), which gives
+        # attention row b*queryL+q the mask of caption (b*queryL+q) mod B.
+        "ATTENTION_MASK": False,
+    },
+    "DAMSM": {
+        # 'inception_v3' (the paper's, ImageNet weights) or 'compact' (small, trained from
+        # scratch: for the offline synthetic data, where no ImageNet weights exist).
+        "IMAGE_BACKBONE": "inception_v3",
+        # Local file of torchvision's Inception-v3 ImageNet weights; '' = torchvision's
+        # download cache.
+        "INCEPTION_WEIGHTS": "",
+        # The official encoders were trained under PyTorch 0.3, whose bilinear resize to
+        # 299x299 had align_corners=True semantics.
+        "RESIZE_ALIGN_CORNERS": True,
+        # Linear layer on the text encoder's outputs (a published Python-3 fork's variant).
+        "TEXT_FC": False,
+        # Input size of the 'compact' backbone (images are resized to it).
+        "COMPACT_IMAGE_SIZE": 64,
+        # Validation batches per epoch (the original breaks after batch 50).
+        "VAL_BATCHES": 50,
+    },
+    # Training-time image augmentation. The original always flips; captions that name
+    # left and right (the synthetic data) need it off.
+    "AUGMENT": {"HORIZONTAL_FLIP": True},
+    "RUN": {"OUTPUT_DIR": "output"},
+}
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used: unknown key, wrong type, unreadable YAML."""
+
+
+def merge_into(cfg: EasyDict, overrides: dict, source: str = "<dict>", prefix: str = "") -> None:
+    """Merge ``overrides`` into ``cfg`` in place, checking every key and type.
+
+    An int is accepted where a float is expected (YAML reads ``LAMBDA: 5`` as an int);
+    every other type difference, and every key not in the defaults, is a ConfigError
+    naming the dotted key and ``source``.
+    """
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{source}: section {prefix or '<top>'} must be a mapping, got {overrides!r}")
+    for key, value in overrides.items():
+        dotted = f"{prefix}{key}"
+        if key not in cfg:
+            known = ", ".join(sorted(cfg.keys()))
+            raise ConfigError(f"{source}: unknown config key {dotted!r} (known here: {known})")
+        default = cfg[key]
+        if isinstance(default, dict):
+            merge_into(default, value, source, dotted + ".")
+            continue
+        cfg[key] = _checked_value(default, value, dotted, source)
+
+
+def _checked_value(default: Any, value: Any, dotted: str, source: str) -> Any:
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not type(default):
+        raise ConfigError(
+            f"{source}: config key {dotted!r} expects {type(default).__name__} "
+            f"(default {default!r}), got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def load_config(path: str | Path | None = None) -> EasyDict:
+    """Defaults merged with the YAML file at ``path`` (None: defaults only)."""
+    cfg = default_config()
+    if path is None:
+        return cfg
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            overrides = yaml.safe_load(f) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    merge_into(cfg, overrides, source=str(path))
+    return cfg
+
+
+def apply_overrides(cfg: EasyDict, pairs: list[str], source: str = "--set") -> None:
+    """Apply ``KEY.SUB=value`` strings (values parsed as YAML) with the same checks."""
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"{source}: expected KEY=VALUE, got {pair!r}")
+        dotted, raw = pair.split("=", 1)
+        nested: dict = {}
+        node = nested
+        parts = dotted.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+        merge_into(cfg, nested, source=source)

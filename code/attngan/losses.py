@@ -1,0 +1,98 @@
+"""DAMSM losses (word level and sentence level), as in the original ``miscc/losses.py``.
+
+Rows of every similarity matrix are images and columns captions; pairs of different
+images of the same class are excluded (set to -inf) when ``class_ids`` is given.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def cosine_similarity(x1: torch.Tensor, x2: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    """Cosine along ``dim`` with the original's eps on the product of the norms."""
+    w12 = torch.sum(x1 * x2, dim)
+    return w12 / (x1.norm(2, dim) * x2.norm(2, dim)).clamp(min=eps)
+
+
+def same_class_mask(class_ids: Sequence[int] | np.ndarray | None, device: torch.device) -> torch.Tensor | None:
+    """[B,B] bool, True where i != j and class_ids[i] == class_ids[j] (symmetric)."""
+    if class_ids is None:
+        return None
+    ids = torch.as_tensor(np.asarray(class_ids), device=device)
+    mask = ids.unsqueeze(0) == ids.unsqueeze(1)
+    mask.fill_diagonal_(False)
+    return mask
+
+
+def _both_directions(scores: torch.Tensor, labels: torch.Tensor, class_ids) -> tuple[torch.Tensor, torch.Tensor]:
+    mask = same_class_mask(class_ids, scores.device)
+    if mask is not None:
+        scores = scores.masked_fill(mask, float("-inf"))
+    return F.cross_entropy(scores, labels), F.cross_entropy(scores.t(), labels)
+
+
+def word_region_attention(regions: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor, gamma1: float):
+    """Attention of every caption's words over every image's regions.
+
+    regions [B,D,R], words [B,D,T], word_mask [B,T] (True at padding) ->
+    (region-context per word [B_img,B_cap,D,T], attention [B_img,B_cap,T,R]).
+    Softmax over the caption's own words, times gamma1, softmax over the regions.
+    """
+    scores = torch.einsum("jdr,idt->jirt", regions, words)
+    scores = scores.masked_fill(word_mask[None, :, None, :], float("-inf"))
+    attn = torch.softmax(scores, dim=3).transpose(2, 3)  # [j,i,T,R]
+    attn = torch.softmax(attn * gamma1, dim=3)
+    context = torch.einsum("jdr,jitr->jidt", regions, attn)
+    return context, attn
+
+
+def words_loss(img_features: torch.Tensor, words_emb: torch.Tensor, labels: torch.Tensor, cap_lens,
+               class_ids, batch_size: int | None = None, gamma1: float = 5.0, gamma2: float = 5.0,
+               gamma3: float = 10.0, return_scores: bool = False):
+    """Word-level DAMSM loss, vectorised over all image-caption pairs.
+
+    img_features [B,D,h,w], words_emb [B,D,T], cap_lens [B] ->
+    (loss0, loss1, att_maps: per caption i its attention on image i, [1, len_i, h, w]);
+    with ``return_scores`` also the [B_img,B_cap] similarities (times gamma3, unmasked).
+    ``batch_size`` is accepted for the original's signature and must match.
+    """
+    batch, dim, h, w = img_features.shape
+    if batch_size is not None and batch_size != batch:
+        raise ValueError(f"batch_size {batch_size} does not match the features' batch {batch}")
+    num_words = words_emb.size(2)
+    lens = torch.as_tensor(cap_lens, device=words_emb.device).view(-1, 1)
+    word_mask = torch.arange(num_words, device=words_emb.device).unsqueeze(0) >= lens  # [B,T]
+    regions = img_features.reshape(batch, dim, h * w)
+    context, attn = word_region_attention(regions, words_emb, word_mask, gamma1)
+    cos = cosine_similarity(words_emb.unsqueeze(0), context, dim=2)  # [j,i,T]
+    sims = (gamma2 * cos).masked_fill(word_mask.unsqueeze(0), float("-inf")).logsumexp(dim=2) * gamma3
+    loss0, loss1 = _both_directions(sims, labels, class_ids)
+    idx = torch.arange(batch, device=attn.device)
+    own = attn[idx, idx].view(batch, num_words, h, w)
+    att_maps = [own[i : i + 1, : int(lens[i])] for i in range(batch)]
+    return (loss0, loss1, att_maps, sims) if return_scores else (loss0, loss1, att_maps)
+
+
+def sentence_scores(cnn_code: torch.Tensor, rnn_code: torch.Tensor, gamma3: float = 10.0, eps: float = 1e-8):
+    """[B_img,B_cap] cosine of global image and sentence vectors, times gamma3."""
+    norm = cnn_code.norm(2, dim=1, keepdim=True) @ rnn_code.norm(2, dim=1, keepdim=True).t()
+    return (cnn_code @ rnn_code.t()) / norm.clamp(min=eps) * gamma3
+
+
+def sent_loss(cnn_code: torch.Tensor, rnn_code: torch.Tensor, labels: torch.Tensor, class_ids,
+              batch_size: int | None = None, gamma3: float = 10.0, eps: float = 1e-8):
+    """Sentence-level DAMSM loss: cnn_code [B,D], rnn_code [B,D] -> (loss0, loss1)."""
+    return _both_directions(sentence_scores(cnn_code, rnn_code, gamma3, eps), labels, class_ids)
+
+
+def retrieval_top1(scores: torch.Tensor) -> tuple[float, float]:
+    """Top-1 accuracy of a [B_img,B_cap] score matrix whose diagonal holds the true pairs:
+    (image -> text, text -> image)."""
+    target = torch.arange(scores.size(0), device=scores.device)
+    i2t = (scores.argmax(dim=1) == target).float().mean().item()
+    t2i = (scores.argmax(dim=0) == target).float().mean().item()
+    return i2t, t2i

@@ -1,0 +1,61 @@
+"""Run-time plumbing shared by the commands: device, seeds, output folders, loaders."""
+from __future__ import annotations
+
+import datetime
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from easydict import EasyDict
+from torch.utils.data import DataLoader, Dataset
+
+log = logging.getLogger(__name__)
+
+
+def select_device(gpu_id: int) -> torch.device:
+    """``-1`` is the CPU; any other id must name a CUDA device that exists."""
+    if gpu_id == -1:
+        return torch.device("cpu")
+    if gpu_id < -1:
+        raise ValueError(f"--gpu {gpu_id}: use -1 for the CPU or a CUDA device id >= 0")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"--gpu {gpu_id} asks for CUDA device {gpu_id}, but this PyTorch sees no CUDA "
+                           "device; use --gpu -1 to run on the CPU")
+    if gpu_id >= torch.cuda.device_count():
+        raise RuntimeError(f"--gpu {gpu_id}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    torch.cuda.set_device(gpu_id)
+    torch.backends.cudnn.benchmark = True
+    return torch.device("cuda", gpu_id)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's generators, as the original's --manualSeed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool = True,
+                seed: int | None = None) -> DataLoader:
+    """Shuffled, drop_last batches as the original; reproducible when ``seed`` is given
+    (PyTorch seeds random, NumPy and torch in each worker from the loader's generator)."""
+    if len(dataset) < batch_size:
+        raise ValueError(f"the dataset has {len(dataset)} items, fewer than TRAIN.BATCH_SIZE {batch_size} "
+                         "(batches drop the last incomplete one, so nothing would be trained)")
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=True, num_workers=workers,
+                      generator=generator, persistent_workers=workers > 0)
+
+
+def run_dir(cfg: EasyDict, output_dir: str | None = None) -> Path:
+    """``output/{DATASET_NAME}_{CONFIG_NAME}_{timestamp}`` as the original, or
+    ``output_dir``; creates its Model/, Image/ and Log/ folders."""
+    if output_dir is None:
+        stamp = datetime.datetime.now().strftime("%Y_%m_%d_%H_%M_%S")
+        output_dir = Path(cfg.RUN.OUTPUT_DIR) / f"{cfg.DATASET_NAME}_{cfg.CONFIG_NAME}_{stamp}"
+    root = Path(output_dir)
+    for sub in ("Model", "Image", "Log"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    return root

@@ -1,0 +1,163 @@
+"""DAMSM pretraining (the original ``pretrain_DAMSM.py`` recipe).
+
+Per epoch: a fresh Adam over the text encoder and the image encoder's trainable
+parameters (the original re-creates it every epoch), RNN gradient-norm clipping,
+validation on the test split, lr x 0.98 while lr > ENCODER_LR / 10, and snapshots
+``image_encoder{epoch}.pth`` / ``text_encoder{epoch}.pth`` every SNAPSHOT_INTERVAL epochs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from easydict import EasyDict
+from PIL import Image
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from ..checkpoint import load_weights, save_weights
+from ..data.datasets import build_dataset, prepare_data
+from ..losses import retrieval_top1, sent_loss, sentence_scores, words_loss
+from ..models import build_image_encoder, build_text_encoder
+from ..runtime import make_loader
+from ..visualize import attention_figure
+
+log = logging.getLogger(__name__)
+UPDATE_INTERVAL = 200  # steps between attention figures, as the original
+
+
+@dataclass
+class DamsmEncoders:
+    text: torch.nn.Module
+    image: torch.nn.Module
+    start_epoch: int
+
+
+def image_encoder_path(net_e: str | Path) -> Path:
+    """The image encoder that goes with a text encoder file, by the original's naming."""
+    net_e = Path(net_e)
+    return net_e.with_name(net_e.name.replace("text_encoder", "image_encoder"))
+
+
+def epoch_of(path: str | Path, prefix: str) -> int:
+    """N of ``<prefix>N.pth`` (the original parses resume epochs from file names)."""
+    match = re.fullmatch(rf"{prefix}(\d+)\.pth", Path(path).name)
+    if not match:
+        raise ValueError(f"{path}: expected a file named {prefix}<epoch>.pth to resume from")
+    return int(match.group(1))
+
+
+def build_encoders(cfg: EasyDict, n_words: int) -> DamsmEncoders:
+    """Both encoders; from TRAIN.NET_E (and its image_encoder twin) when set, resuming
+    at the next epoch, else fresh with the backbone's pretrained weights."""
+    text = build_text_encoder(cfg, n_words)
+    if not cfg.TRAIN.NET_E:
+        return DamsmEncoders(text, build_image_encoder(cfg, pretrained=True), 0)
+    image = build_image_encoder(cfg, pretrained=False)
+    load_weights(text, cfg.TRAIN.NET_E)
+    load_weights(image, image_encoder_path(cfg.TRAIN.NET_E))
+    log.info("resumed DAMSM encoders from %s", cfg.TRAIN.NET_E)
+    return DamsmEncoders(text, image, epoch_of(cfg.TRAIN.NET_E, "text_encoder") + 1)
+
+
+def damsm_step(cfg: EasyDict, batch, text_encoder, image_encoder, device, labels):
+    """Forward one batch: -> (losses dict, attention maps, sorted captions, images, scores)."""
+    imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, device)
+    smooth = cfg.TRAIN.SMOOTH
+    words_features, sent_code = image_encoder(imgs[-1])
+    words_emb, sent_emb = text_encoder(captions, cap_lens, text_encoder.init_hidden(captions.size(0)))
+    w0, w1, attn_maps = words_loss(words_features, words_emb, labels, cap_lens, class_ids,
+                                   gamma1=smooth.GAMMA1, gamma2=smooth.GAMMA2, gamma3=smooth.GAMMA3)
+    s0, s1 = sent_loss(sent_code, sent_emb, labels, class_ids, gamma3=smooth.GAMMA3)
+    losses = {"w_loss0": w0, "w_loss1": w1, "s_loss0": s0, "s_loss1": s1}
+    return losses, attn_maps, captions, imgs[-1], sentence_scores(sent_code.detach(), sent_emb.detach())
+
+
+def train_epoch(cfg, loader, encoders: DamsmEncoders, optimizer, epoch, device, writer, image_dir, ixtoword) -> dict:
+    encoders.text.train()
+    encoders.image.train()
+    labels = torch.arange(cfg.TRAIN.BATCH_SIZE, device=device)
+    totals: dict[str, float] = {}
+    bar = tqdm(loader, desc=f"DAMSM epoch {epoch}", leave=False, dynamic_ncols=True)
+    for step, batch in enumerate(bar):
+        optimizer.zero_grad(set_to_none=True)
+        losses, attn_maps, captions, images, _ = damsm_step(cfg, batch, encoders.text, encoders.image, device, labels)
+        loss = sum(losses.values())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(encoders.text.rnn.parameters(), cfg.TRAIN.RNN_GRAD_CLIP)
+        optimizer.step()
+        for k, v in losses.items():
+            totals[k] = totals.get(k, 0.0) + v.item()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if step % UPDATE_INTERVAL == 0:
+            figure = attention_figure(images, captions, ixtoword, attn_maps)
+            Image.fromarray(figure).save(Path(image_dir) / f"attention_maps{step}.png")
+            writer.add_image("train/attention_maps", figure, epoch * len(loader) + step, dataformats="HWC")
+    return {k: v / len(loader) for k, v in totals.items()}
+
+
+@torch.no_grad()
+def evaluate(cfg, loader, encoders: DamsmEncoders, device) -> dict:
+    """Mean word/sentence losses and in-batch top-1 retrieval over at most
+    DAMSM.VAL_BATCHES batches of the test split."""
+    encoders.text.eval()
+    encoders.image.eval()
+    labels = torch.arange(cfg.TRAIN.BATCH_SIZE, device=device)
+    rows = []
+    for step, batch in enumerate(loader):
+        if step >= cfg.DAMSM.VAL_BATCHES:
+            break
+        losses, _, _, _, scores = damsm_step(cfg, batch, encoders.text, encoders.image, device, labels)
+        i2t, t2i = retrieval_top1(scores)
+        rows.append([(losses["w_loss0"] + losses["w_loss1"]).item(), (losses["s_loss0"] + losses["s_loss1"]).item(), i2t, t2i])
+    w, s, i2t, t2i = np.mean(rows, axis=0)
+    return {"w_loss": w, "s_loss": s, "top1_image_to_text": i2t, "top1_text_to_image": t2i}
+
+
+def train_damsm(cfg: EasyDict, device: torch.device, out_dir: Path, seed: int) -> dict:
+    """Pretrain the DAMSM encoders; returns the last epoch's validation metrics."""
+    train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "test")
+    loader = make_loader(train_set, cfg.TRAIN.BATCH_SIZE, cfg.WORKERS, seed=seed)
+    val_loader = make_loader(val_set, cfg.TRAIN.BATCH_SIZE, cfg.WORKERS, seed=seed + 1)
+    encoders = build_encoders(cfg, train_set.n_words)
+    encoders.text.to(device)
+    encoders.image.to(device)
+    params = list(encoders.text.parameters()) + [p for p in encoders.image.parameters() if p.requires_grad]
+    model_dir, image_dir = out_dir / "Model", out_dir / "Image"
+    writer = SummaryWriter(str(out_dir / "Log"))
+    lr, metrics = cfg.TRAIN.ENCODER_LR, {}
+    last_epoch = cfg.TRAIN.MAX_EPOCH - 1
+    log.info("DAMSM: %d training / %d test images, %d words, epochs %d..%d on %s", len(train_set), len(val_set),
+             train_set.n_words, encoders.start_epoch, last_epoch, device)
+    try:
+        for epoch in range(encoders.start_epoch, cfg.TRAIN.MAX_EPOCH):
+            optimizer = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
+            train_losses = train_epoch(cfg, loader, encoders, optimizer, epoch, device, writer, image_dir, train_set.ixtoword)
+            metrics = evaluate(cfg, val_loader, encoders, device)
+            for k, v in train_losses.items():
+                writer.add_scalar(f"train/{k}", v, epoch)
+            for k, v in metrics.items():
+                writer.add_scalar(f"val/{k}", v, epoch)
+            writer.add_scalar("train/lr", lr, epoch)
+            log.info("epoch %d | lr %.6f | train %s | val w_loss %.3f s_loss %.3f | top-1 image->text %.3f "
+                     "text->image %.3f", epoch, lr, " ".join(f"{k} {v:.3f}" for k, v in train_losses.items()),
+                     metrics["w_loss"], metrics["s_loss"], metrics["top1_image_to_text"], metrics["top1_text_to_image"])
+            if lr > cfg.TRAIN.ENCODER_LR / 10.0:
+                lr *= 0.98
+            # The original meant to save the last epoch too (its test `epoch == MAX_EPOCH`
+            # is never true inside the loop); we do.
+            if epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0 or epoch == last_epoch:
+                save_weights(encoders.image, model_dir / f"image_encoder{epoch}.pth")
+                save_weights(encoders.text, model_dir / f"text_encoder{epoch}.pth")
+    except KeyboardInterrupt:
+        log.warning("interrupted: exiting from training early (snapshots so far are in %s)", model_dir)
+    finally:
+        writer.close()
+    metrics["chance"] = 1.0 / cfg.TRAIN.BATCH_SIZE
+    (model_dir / "metrics.json").write_text(json.dumps({k: float(v) for k, v in metrics.items()}, indent=1))
+    return metrics

@@ -1,0 +1,73 @@
+"""Config defaults, YAML merging and its errors."""
+import pytest
+
+from attngan.config import ConfigError, apply_overrides, default_config, load_config
+
+from conftest import ROOT
+
+ORIGINAL_CONFIGS = ["DAMSM/bird.yml", "DAMSM/coco.yml", "bird_attn2.yml", "bird_attnDCGAN2.yml", "coco_attn2.yml",
+                    "eval_bird.yml", "eval_bird_attnDCGAN2.yml", "eval_coco.yml"]
+
+
+def test_defaults_are_the_originals():
+    cfg = default_config()
+    assert cfg.TRAIN.SMOOTH.GAMMA1 == 5.0 and cfg.TRAIN.SMOOTH.GAMMA3 == 10.0 and cfg.TRAIN.SMOOTH.LAMBDA == 1.0
+    assert cfg.TEXT.WORDS_NUM == 18 and cfg.GAN.GF_DIM == 128 and cfg.TREE.BRANCH_NUM == 3
+    assert cfg.FIXES.ATTENTION_MASK is False
+    default_config().TRAIN.BATCH_SIZE = 1
+    assert default_config().TRAIN.BATCH_SIZE == 64  # fresh copies
+
+
+@pytest.mark.parametrize("name", ORIGINAL_CONFIGS)
+def test_original_configs_load(name):
+    cfg = load_config(ROOT / "cfg" / name)
+    assert cfg.DATA_DIR.startswith("data/")
+    assert cfg.TRAIN.NET_E == "" or cfg.TRAIN.NET_E.startswith("DAMSMencoders/")
+
+
+def test_values_merge_and_ints_become_floats():
+    cfg = load_config(ROOT / "cfg" / "coco_attn2.yml")
+    assert cfg.TRAIN.SMOOTH.LAMBDA == 50.0 and cfg.GAN.R_NUM == 3 and cfg.TEXT.WORDS_NUM == 12
+    assert cfg.TRAIN.SMOOTH.GAMMA2 == 5.0 and cfg.GAN.Z_DIM == 100
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yml"
+    path.write_text(text)
+    return path
+
+
+def test_int_for_float_accepted(tmp_path):
+    assert isinstance(load_config(write(tmp_path, "TRAIN:\n  SMOOTH:\n    LAMBDA: 5\n")).TRAIN.SMOOTH.LAMBDA, float)
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = write(tmp_path, "TRAIN:\n  SMOOTH:\n    GAMA1: 4.0\n")
+    with pytest.raises(ConfigError, match=r"c\.yml.*'TRAIN\.SMOOTH\.GAMA1'"):
+        load_config(path)
+
+
+def test_wrong_type_names_key_and_types(tmp_path):
+    with pytest.raises(ConfigError, match=r"c\.yml.*'TRAIN\.BATCH_SIZE' expects int.*got str"):
+        load_config(write(tmp_path, "TRAIN:\n  BATCH_SIZE: 'twenty'\n"))
+    with pytest.raises(ConfigError, match="'TRAIN.FLAG' expects bool"):
+        load_config(write(tmp_path, "TRAIN:\n  FLAG: 1\n"))
+    with pytest.raises(ConfigError, match="section TRAIN. must be a mapping"):
+        load_config(write(tmp_path, "TRAIN: 3\n"))
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "TRAIN: [\n"))
+    with pytest.raises(FileNotFoundError, match="nope.yml"):
+        load_config(tmp_path / "nope.yml")
+
+
+def test_command_line_overrides():
+    cfg = default_config()
+    apply_overrides(cfg, ["TRAIN.MAX_EPOCH=2", "DAMSM.IMAGE_BACKBONE=compact"])
+    assert cfg.TRAIN.MAX_EPOCH == 2 and cfg.DAMSM.IMAGE_BACKBONE == "compact"
+    with pytest.raises(ConfigError, match="'TRAIN.MAX_EPOCHS'"):
+        apply_overrides(cfg, ["TRAIN.MAX_EPOCHS=2"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_overrides(cfg, ["TRAIN.MAX_EPOCH"])

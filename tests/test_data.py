@@ -1,0 +1,339 @@
+"""Data pipeline: tokenisation, captions.pickle, safe pickles, crops, scales, sampling, batches."""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from easydict import EasyDict
+from PIL import Image
+
+from attngan.data.datasets import (TextDataset, build_dataset, crop_box, get_imgs, image_transform,
+                                   load_bboxes, prepare_data)
+from attngan.data.pickles import load_pickle, save_pickle
+from attngan.data.text import (build_vocabulary, encode_caption, load_text_data, pad_or_sample,
+                               tokenize)
+
+CPI = 3  # captions per image in the fixtures
+RED, BLUE = (220, 20, 20), (20, 20, 220)
+
+# key, image size (w, h), bounding box as written in bounding_boxes.txt
+BIRDS = [
+    ("001.Red_Bird/Red_Bird_0001", (100, 80), "30.0 20.0 20.0 20.0"),
+    ("001.Red_Bird/Red_Bird_0002", (120, 90), "0.0 0.0 40.0 20.0"),
+    ("002.Blue_Bird/Blue_Bird_0001", (64, 64), "10.9 5.0 30.0 40.0"),
+    ("002.Blue_Bird/Blue_Bird_0002", (90, 120), "50.0 80.0 40.0 40.0"),
+]
+LONG_CAPTION = " ".join(f"w{i}" for i in range(30))
+
+
+def _captions_of(i: int) -> list[str]:
+    return [f"Img{i} bird, number {j}!" for j in range(CPI)]
+
+
+def _write_text(root: Path, key: str, lines: list[str]) -> None:
+    path = root / "text" / f"{key}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _write_jpeg(path: Path, size: tuple[int, int], red_box: tuple[int, int, int, int] | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.new("RGB", size, BLUE)
+    if red_box is not None:
+        img.paste(RED, red_box)
+    img.save(path, quality=100, subsampling=0)
+
+
+def _write_splits(root: Path, keys: list[str], n_train: int, class_ids: list[int] | None) -> None:
+    for split, part in (("train", slice(0, n_train)), ("test", slice(n_train, None))):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        with open(root / split / "filenames.pickle", "wb") as f:
+            pickle.dump(keys[part], f, protocol=2)
+        if class_ids is not None:
+            with open(root / split / "class_info.pickle", "wb") as f:
+                pickle.dump(class_ids[part], f, protocol=2)
+
+
+@pytest.fixture
+def birds(tmp_path: Path) -> Path:
+    root = tmp_path / "my_birds"
+    cub = root / "CUB_200_2011"
+    for i, (key, size, _) in enumerate(BIRDS):
+        # Image 0: red exactly on its crop box (25, 15, 55, 45), blue outside.
+        _write_jpeg(cub / "images" / f"{key}.jpg", size, (25, 15, 55, 45) if i == 0 else None)
+        lines = ["", "...", *_captions_of(i)] + (["An extra caption beyond CPI"] if i == 1 else [])
+        _write_text(root, key, lines)
+    (cub / "images.txt").write_text("".join(f"{i + 1} {k}.jpg\n" for i, (k, _, _) in enumerate(BIRDS)))
+    (cub / "bounding_boxes.txt").write_text("".join(f"{i + 1} {b}\n" for i, (_, _, b) in enumerate(BIRDS)))
+    _write_splits(root, [k for k, _, _ in BIRDS], 3, [1, 1, 2, 2])
+    return root
+
+
+@pytest.fixture
+def coco(tmp_path: Path) -> Path:
+    root = tmp_path / "coco"
+    keys = [f"COCO_train2014_{i:012d}" for i in range(3)]
+    for i, key in enumerate(keys):
+        _write_jpeg(root / "images" / f"{key}.jpg", (48 + 8 * i, 40))
+        _write_text(root, key, [LONG_CAPTION if i == 0 else f"a cat number {i}", *_captions_of(i)[1:]])
+    _write_splits(root, keys, 2, None)
+    return root
+
+
+# --- tokenisation and vocabulary ---------------------------------------------------------
+
+@pytest.mark.parametrize("caption, tokens", [
+    ("A bird, with RED wings!", ["a", "bird", "with", "red", "wings"]),
+    ("café au lait", ["caf", "au", "lait"]),
+    ("small\ufffd\ufffdbird", ["small", "bird"]),
+    ("x_y has 3d-parts", ["x_y", "has", "3d", "parts"]),
+    ("日本 naïve", ["nave"]),
+    ("?!", []),
+])
+def test_tokenize(caption: str, tokens: list[str]) -> None:
+    assert tokenize(caption) == tokens
+
+
+def test_vocabulary_first_occurrence_order() -> None:
+    train_ids, test_ids, ixtoword, wordtoix = build_vocabulary([["a", "b"], ["b", "c"]], [["d", "a"]])
+    assert ixtoword == {0: "<end>", 1: "a", 2: "b", 3: "c", 4: "d"}
+    assert wordtoix == {"<end>": 0, "a": 1, "b": 2, "c": 3, "d": 4}
+    assert train_ids == [[1, 2], [2, 3]] and test_ids == [[4, 1]]
+
+
+def test_encode_caption_reports_oov() -> None:
+    wordtoix = {"<end>": 0, "red": 1, "bird": 2}
+    assert encode_caption("A red bird!", wordtoix) == ([1, 2], ["a"])
+    with pytest.raises(ValueError, match="zebra"):
+        encode_caption("zebra", wordtoix)
+    with pytest.raises(ValueError):
+        encode_caption("日本", wordtoix)
+
+
+# --- captions.pickle and safe pickles ----------------------------------------------------
+
+def test_captions_pickle_built_then_reloaded(birds: Path) -> None:
+    built = load_text_data(birds, CPI)
+    with open(birds / "captions.pickle", "rb") as f:
+        raw = pickle.load(f)
+    assert isinstance(raw, list) and len(raw) == 4
+    assert raw == [built.train_captions, built.test_captions, built.ixtoword, built.wordtoix]
+    assert len(built.train_captions) == 3 * CPI and len(built.test_captions) == CPI
+    # Leading empty and punctuation-only lines skipped; the 4th caption of image 1 cut.
+    first = [built.ixtoword[i] for i in built.train_captions[0]]
+    assert first == ["img0", "bird", "number", "0"]
+    assert "extra" not in built.wordtoix
+    assert 0 not in {i for c in built.train_captions + built.test_captions for i in c}
+    reloaded = load_text_data(birds, CPI)
+    assert reloaded == built and reloaded.n_words == len(built.ixtoword)
+
+
+def test_stale_captions_pickle_is_refused(birds: Path) -> None:
+    load_text_data(birds, CPI)
+    with pytest.raises(ValueError, match="CAPTIONS_PER_IMAGE"):
+        load_text_data(birds, CPI - 1)
+
+
+def test_too_few_captions_names_the_file(birds: Path) -> None:
+    key = BIRDS[2][0]
+    _write_text(birds, key, _captions_of(2)[:2])
+    with pytest.raises(ValueError, match=key):
+        load_text_data(birds, CPI)
+
+
+def test_missing_caption_file_names_it(birds: Path) -> None:
+    key = BIRDS[3][0]
+    (birds / "text" / f"{key}.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=key):
+        load_text_data(birds, CPI)
+
+
+class _Evil:
+    def __reduce__(self):
+        return os.system, ("true",)
+
+
+def test_restricted_unpickler_refuses_globals(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pickle"
+    path.write_bytes(pickle.dumps([_Evil()], protocol=2))
+    with pytest.raises(pickle.UnpicklingError, match=r"evil\.pickle.*system"):
+        load_pickle(path)
+
+
+def test_python2_pickle_and_round_trip(tmp_path: Path) -> None:
+    # cPickle.dumps(['abc', set([1])], 2) under Python 2.7: a py2 str and __builtin__.set.
+    py2 = tmp_path / "py2.pickle"
+    py2.write_bytes(b"\x80\x02]q\x00(U\x03abcq\x01c__builtin__\nset\nq\x02]q\x03K\x01a\x85q\x04Rq\x05e.")
+    assert load_pickle(py2) == ["abc", {1}]
+    obj = [[[1, 2]], [], {0: "<end>"}, {"<end>": 0}, (1.5, True, frozenset({"x"}))]
+    save_pickle(obj, tmp_path / "obj.pickle")
+    assert load_pickle(tmp_path / "obj.pickle") == obj
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["obj.pickle", "py2.pickle"]  # no temp file left
+    with pytest.raises(FileNotFoundError, match="nothere"):
+        load_pickle(tmp_path / "nothere.pickle")
+
+
+# --- boxes, crops and image scales -------------------------------------------------------
+
+def test_load_bboxes_truncates(birds: Path) -> None:
+    boxes = load_bboxes(birds)
+    assert boxes[BIRDS[0][0]] == [30, 20, 20, 20]
+    assert boxes[BIRDS[2][0]] == [10, 5, 30, 40]
+
+
+@pytest.mark.parametrize("bbox, size, box", [
+    ((30, 20, 20, 20), (100, 80), (25, 15, 55, 45)),
+    ((0, 0, 40, 20), (100, 80), (0, 0, 50, 40)),       # clipped at left and top
+    ((80, 60, 20, 20), (100, 80), (75, 55, 100, 80)),  # clipped at right and bottom
+    ((11, 7, 25, 13), (100, 80), (5, 0, 41, 31)),      # r = int(18.75), centre int(23.5), int(13.5)
+])
+def test_crop_box(bbox, size, box) -> None:
+    assert crop_box(bbox, *size) == box
+
+
+def test_dataset_applies_crop(birds: Path) -> None:
+    ds = TextDataset(birds, "train", base_size=8, branch_num=2, captions_per_image=CPI, words_num=6)
+    imgs, *_ = ds[0]
+    last = imgs[-1]
+    assert last.shape == (3, 30, 30)  # the crop itself: no transform given
+    expected = torch.tensor(RED, dtype=torch.float32).view(3, 1, 1) / 127.5 - 1
+    assert (last - expected).abs().max() < 0.25
+
+
+def test_multi_scale_shapes_in_range(birds: Path) -> None:
+    ds = TextDataset(birds, "train", base_size=16, branch_num=3, captions_per_image=CPI,
+                     transform=image_transform(64))
+    for i in range(len(ds)):
+        imgs, caption, cap_len, class_id, key = ds[i]
+        assert [tuple(t.shape) for t in imgs] == [(3, 16, 16), (3, 32, 32), (3, 64, 64)]
+        assert all(t.min() >= -1 and t.max() <= 1 for t in imgs)
+        assert caption.dtype == torch.int64 and caption.shape == (18,)
+        assert key == BIRDS[i][0] and class_id == [1, 1, 2][i]
+    single = TextDataset(birds, "test", base_size=16, branch_num=3, captions_per_image=CPI,
+                         transform=image_transform(64), single_image=True)
+    assert [tuple(t.shape) for t in single[0][0]] == [(3, 64, 64)]
+
+
+def test_build_dataset_from_config(coco: Path) -> None:
+    cfg = EasyDict(DATA_DIR=str(coco), TREE={"BASE_SIZE": 8, "BRANCH_NUM": 2},
+                   TEXT={"CAPTIONS_PER_IMAGE": CPI, "WORDS_NUM": 5}, GAN={"B_DCGAN": False},
+                   AUGMENT={"HORIZONTAL_FLIP": True})
+    ds = build_dataset(cfg, "train")
+    assert ds.bboxes is None and list(ds.class_id) == [0, 1]
+    imgs, caption, cap_len, _, key = ds[1]
+    assert [tuple(t.shape) for t in imgs] == [(3, 8, 8), (3, 16, 16)] and caption.shape == (5,)
+    assert ds.image_path(key) == coco / "images" / f"{key}.jpg"
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2)))
+    imgs, captions, cap_lens, class_ids, keys = prepare_data(batch, "cpu")
+    assert [tuple(t.shape) for t in imgs] == [(2, 3, 8, 8), (2, 3, 16, 16)]
+    assert captions.shape == (2, 5) and cap_lens.tolist() in ([5, 4], [4, 4])
+    assert class_ids.tolist() == [ds.filenames.index(k) for k in keys]
+
+
+# --- words and caption sampling ----------------------------------------------------------
+
+def test_pad_short_caption() -> None:
+    out, length = pad_or_sample([5, 6, 7], 6)
+    assert out.dtype == np.int64 and list(out) == [5, 6, 7, 0, 0, 0] and length == 3
+
+
+def test_sample_long_caption_keeps_order_and_is_reproducible() -> None:
+    ids = np.arange(1, 31)
+    out, length = pad_or_sample(ids, 18, np.random.default_rng(7))
+    assert length == 18 and out.shape == (18,)
+    assert np.all(np.diff(out) > 0) and set(out) <= set(ids)  # an ordered subsequence
+    again, _ = pad_or_sample(ids, 18, np.random.default_rng(7))
+    assert np.array_equal(out, again)
+    # rng None = the global np.random, drawn exactly as the original get_caption.
+    np.random.seed(3)
+    out, _ = pad_or_sample(ids, 18)
+    np.random.seed(3)
+    ix = list(np.arange(30))
+    np.random.shuffle(ix)
+    assert np.array_equal(out, ids[np.sort(ix[:18])])
+
+
+def test_caption_choice_matches_original_and_stays_in_image(coco: Path) -> None:
+    ds = TextDataset(coco, "train", base_size=8, branch_num=1, captions_per_image=CPI, words_num=18)
+    np.random.seed(11)
+    got = ds[0][1]
+    np.random.seed(11)
+    sent_ix = np.random.randint(0, CPI)  # the original: numpy's randint, high exclusive
+    expected, _ = pad_or_sample(ds.captions[sent_ix], 18)
+    assert torch.equal(got, torch.from_numpy(expected))
+    def owner(caption: torch.Tensor) -> set[int]:
+        words = set(caption.tolist()) - {0}
+        return {j // CPI for j, c in enumerate(ds.captions) if words <= set(c)}
+
+    np.random.seed(0)
+    for index in range(len(ds)):
+        seen = [ds[index][1] for _ in range(30)]
+        assert all(owner(c) == {index} for c in seen)
+        assert len({tuple(c.tolist()) for c in seen}) >= CPI
+
+
+# --- batches -----------------------------------------------------------------------------
+
+def test_prepare_data_sorts_descending_and_stably() -> None:
+    lens = torch.tensor([3, 5, 3, 5, 1])
+    imgs = [torch.arange(5.0).view(5, 1, 1, 1).expand(5, 3, 4, 4)]
+    captions = torch.arange(5).view(5, 1).repeat(1, 6)
+    keys = ["a", "b", "c", "d", "e"]
+    out_imgs, out_caps, out_lens, class_ids, out_keys = prepare_data(
+        (imgs, captions, lens, torch.tensor([10, 11, 12, 13, 14]), keys), "cpu")
+    assert out_lens.tolist() == [5, 5, 3, 3, 1]
+    assert out_keys == ["b", "d", "a", "c", "e"]
+    assert out_caps[:, 0].tolist() == [1, 3, 0, 2, 4]
+    assert out_imgs[0][:, 0, 0, 0].tolist() == [1, 3, 0, 2, 4]
+    assert isinstance(class_ids, np.ndarray) and class_ids.tolist() == [11, 13, 10, 12, 14]
+    # A batch of 20 with many ties (torch's default CPU sort reorders ties from 17 up).
+    lens = torch.tensor([3, 1, 2] * 6 + [2, 3])
+    keys = [str(i) for i in range(20)]
+    *_, out_keys = prepare_data(([torch.zeros(20, 3, 2, 2)], torch.zeros(20, 4, dtype=torch.long),
+                                  lens, np.arange(20), keys), "cpu")
+    assert out_keys == sorted(keys, key=lambda k: -int(lens[int(k)]))
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+def test_missing_files_are_all_listed(coco: Path, birds: Path) -> None:
+    for p in (coco / "images").iterdir():
+        p.unlink()
+    (coco / "images").rmdir()
+    for p in (coco / "text").iterdir():
+        p.unlink()
+    (coco / "text").rmdir()
+    with pytest.raises(FileNotFoundError) as err:
+        TextDataset(coco, "train", captions_per_image=CPI)
+    message = str(err.value)
+    assert str(coco / "images") in message and str(coco / "text") in message
+    assert "DATA_DIR/images/<key>.jpg" in message
+    (birds / "CUB_200_2011" / "bounding_boxes.txt").unlink()
+    (birds / "test" / "filenames.pickle").unlink()
+    with pytest.raises(FileNotFoundError) as err:
+        TextDataset(birds, "test", captions_per_image=CPI)
+    message = str(err.value)
+    assert "bounding_boxes.txt" in message and str(birds / "test" / "filenames.pickle") in message
+    assert "CUB_200_2011/images.txt" in message
+
+
+def test_corrupt_and_missing_images_are_named(coco: Path) -> None:
+    ds = TextDataset(coco, "train", base_size=8, branch_num=1, captions_per_image=CPI)
+    bad = ds.image_path(ds.filenames[0])
+    bad.write_bytes(np.random.default_rng(0).bytes(500))
+    with pytest.raises(OSError, match=ds.filenames[0]):
+        ds[0]
+    ds.image_path(ds.filenames[1]).unlink()
+    with pytest.raises(FileNotFoundError, match=ds.filenames[1]):
+        get_imgs(ds.image_path(ds.filenames[1]), [8])
+
+
+def test_flip_switch() -> None:
+    names = lambda t: [type(s).__name__ for s in t.transforms]  # noqa: E731
+    assert names(image_transform(64)) == ["Resize", "RandomCrop", "RandomHorizontalFlip"]
+    assert names(image_transform(64, flip=False)) == ["Resize", "RandomCrop"]
+    assert image_transform(64).transforms[0].size == 76 and image_transform(299).transforms[0].size == 355
