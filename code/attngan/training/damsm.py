@@ -83,7 +83,7 @@ def train_epoch(cfg, loader, encoders: DamsmEncoders, optimizer, epoch, device, 
     encoders.image.train()
     labels = torch.arange(cfg.TRAIN.BATCH_SIZE, device=device)
     totals: dict[str, float] = {}
-    bar = tqdm(loader, desc=f"DAMSM epoch {epoch}", leave=False, dynamic_ncols=True)
+    bar = tqdm(loader, desc=f"DAMSM epoch {epoch}", leave=False, dynamic_ncols=True, disable=None)
     for step, batch in enumerate(bar):
         optimizer.zero_grad(set_to_none=True)
         losses, attn_maps, captions, images, _ = damsm_step(cfg, batch, encoders.text, encoders.image, device, labels)
