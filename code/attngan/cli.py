@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import sys
+from pathlib import Path
 
 from .config import ConfigError, apply_overrides, load_config
 from .runtime import run_dir, seed_everything, select_device
@@ -58,4 +59,41 @@ def pretrain_damsm_main(argv: list[str] | None = None) -> int:
         print(f"error ({type(err).__name__}): {err}", file=sys.stderr)
         return 2
     print(json.dumps({"output_dir": str(out), **{k: round(float(v), 4) for k, v in metrics.items()}}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``attngan-train`` / ``python code/main.py``: train AttnGAN, or, with TRAIN.FLAG
+    False in the config (the eval_*.yml files), sample from a trained generator."""
+    parser = base_parser("Train AttnGAN (TRAIN.FLAG True) or sample from a generator (False).", "cfg/bird_attn2.yml")
+    parser.add_argument("--resume", default="", help="a Model/training_state.pth to continue exactly from")
+    args, _ = parser.parse_known_args(argv)
+    try:
+        cfg = load_config(args.cfg_file)
+        apply_overrides(cfg, args.overrides)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"error ({type(err).__name__}): {err}", file=sys.stderr)
+        return 2
+    if not cfg.TRAIN.FLAG:
+        from .sampling import sample_main
+
+        return sample_main(argv)
+    args = parser.parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .training.gan import train_gan
+
+    try:
+        cfg, device, seed = setup(args)
+        if args.resume:
+            cfg.RUN.RESUME = args.resume
+        output_dir = args.output_dir
+        if cfg.RUN.RESUME and output_dir is None:
+            output_dir = str(Path(cfg.RUN.RESUME).resolve().parent.parent)
+        out = run_dir(cfg, output_dir)
+        last = train_gan(cfg, device, out, seed)
+    except (ConfigError, FileNotFoundError, CheckpointError, ValueError, RuntimeError) as err:
+        logging.getLogger("attngan").debug("failed", exc_info=True)
+        print(f"error ({type(err).__name__}): {err}", file=sys.stderr)
+        return 2
+    print(json.dumps({"output_dir": str(out), "checkpoint": str(last)}))
     return 0

@@ -4,7 +4,7 @@ The original keys keep their names and defaults so that the authors' YAML files 
 unchanged (``cfg.TRAIN.SMOOTH.GAMMA1`` and friends). Our additions live in their own
 sections: ``FIXES`` (switches that repair a quirk of the original, all off by default),
 ``DAMSM`` (image backbone choices for DAMSM), ``AUGMENT`` (image augmentation) and
-``RUN`` (where outputs go).
+``RUN`` (outputs, resuming, logging intervals).
 """
 from __future__ import annotations
 
@@ -81,7 +81,15 @@ _DEFAULTS: dict[str, Any] = {
     # Training-time image augmentation. The original always flips; captions that name
     # left and right (the synthetic data) need it off.
     "AUGMENT": {"HORIZONTAL_FLIP": True},
-    "RUN": {"OUTPUT_DIR": "output"},
+    "RUN": {
+        "OUTPUT_DIR": "output",
+        # A full training-state checkpoint (Model/training_state.pth) to continue from.
+        "RESUME": "",
+        # G steps between TensorBoard scalars, and between monitoring images (the
+        # original printed every 100 steps and drew images every 1000).
+        "LOG_INTERVAL": 100,
+        "IMAGE_INTERVAL": 1000,
+    },
 }
 
 
@@ -139,7 +147,7 @@ def load_config(path: str | Path | None = None) -> EasyDict:
 
 
 def apply_overrides(cfg: EasyDict, pairs: list[str], source: str = "--set") -> None:
-    """Apply ``KEY.SUB=value`` strings (values parsed as YAML) with the same checks."""
+    """Apply ``KEY.SUB=value`` strings (values parsed as YAML, empty = '') with the same checks."""
     for pair in pairs:
         if "=" not in pair:
             raise ConfigError(f"{source}: expected KEY=VALUE, got {pair!r}")
@@ -149,5 +157,5 @@ def apply_overrides(cfg: EasyDict, pairs: list[str], source: str = "--set") -> N
         parts = dotted.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
         merge_into(cfg, nested, source=source)

@@ -96,3 +96,61 @@ def retrieval_top1(scores: torch.Tensor) -> tuple[float, float]:
     i2t = (scores.argmax(dim=1) == target).float().mean().item()
     t2i = (scores.argmax(dim=0) == target).float().mean().item()
     return i2t, t2i
+
+
+def discriminator_loss(netD, real_imgs: torch.Tensor, fake_imgs: torch.Tensor, conditions: torch.Tensor) -> dict:
+    """One stage's D loss (binary cross-entropy on sigmoid outputs), as the original.
+
+    conditions: the sentence embeddings [B,nef]. The wrong pairs are real images
+    0..B-2 with sentences 1..B-1. Returns the terms and ``errD``.
+    """
+    real_features = netD(real_imgs)
+    fake_features = netD(fake_imgs.detach())
+    batch = real_features.size(0)
+    ones, zeros = real_features.new_ones(batch), real_features.new_zeros(batch)
+    terms = {
+        "cond_real": F.binary_cross_entropy(netD.COND_DNET(real_features, conditions), ones),
+        "cond_fake": F.binary_cross_entropy(netD.COND_DNET(fake_features, conditions), zeros),
+        "cond_wrong": F.binary_cross_entropy(netD.COND_DNET(real_features[: batch - 1], conditions[1:batch]),
+                                             zeros[1:batch]),
+    }
+    if netD.UNCOND_DNET is not None:
+        terms["uncond_real"] = F.binary_cross_entropy(netD.UNCOND_DNET(real_features), ones)
+        terms["uncond_fake"] = F.binary_cross_entropy(netD.UNCOND_DNET(fake_features), zeros)
+        terms["errD"] = ((terms["uncond_real"] + terms["cond_real"]) / 2.0
+                         + (terms["uncond_fake"] + terms["cond_fake"] + terms["cond_wrong"]) / 3.0)
+    else:
+        terms["errD"] = terms["cond_real"] + (terms["cond_fake"] + terms["cond_wrong"]) / 2.0
+    return terms
+
+
+def generator_loss(netsD, image_encoder, fake_imgs, words_embs, sent_emb, cap_lens, class_ids,
+                   gamma1: float, gamma2: float, gamma3: float, lam: float) -> dict:
+    """The G loss without KL, as the original: for each stage i, BCE of D_i's
+    unconditional and conditional outputs on fake_imgs[i] against 1, plus on the last
+    stage LAMBDA * (w_loss0 + w_loss1) + LAMBDA * (s_loss0 + s_loss1) through the frozen
+    image encoder. Returns the terms (per stage ``uncond{i}``/``cond{i}``) and ``errG``."""
+    batch = sent_emb.size(0)
+    ones = sent_emb.new_ones(batch)
+    labels = torch.arange(batch, device=sent_emb.device)
+    terms, total = {}, 0.0
+    for i, netD in enumerate(netsD):
+        features = netD(fake_imgs[i])
+        terms[f"cond{i}"] = F.binary_cross_entropy(netD.COND_DNET(features, sent_emb), ones)
+        total = total + terms[f"cond{i}"]
+        if netD.UNCOND_DNET is not None:
+            terms[f"uncond{i}"] = F.binary_cross_entropy(netD.UNCOND_DNET(features), ones)
+            total = total + terms[f"uncond{i}"]
+    region_features, cnn_code = image_encoder(fake_imgs[len(netsD) - 1])
+    w0, w1, _ = words_loss(region_features, words_embs, labels, cap_lens, class_ids,
+                           gamma1=gamma1, gamma2=gamma2, gamma3=gamma3)
+    s0, s1 = sent_loss(cnn_code, sent_emb, labels, class_ids, gamma3=gamma3)
+    terms["w_loss"] = (w0 + w1) * lam
+    terms["s_loss"] = (s0 + s1) * lam
+    terms["errG"] = total + terms["w_loss"] + terms["s_loss"]
+    return terms
+
+
+def KL_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """mean(-0.5 * (1 + logvar - mu^2 - exp(logvar)))."""
+    return torch.mean(-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()))

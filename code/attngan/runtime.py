@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from easydict import EasyDict
-from torch.utils.data import DataLoader, Dataset
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +34,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def make_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool = True,
-                seed: int | None = None) -> DataLoader:
-    """Shuffled, drop_last batches as the original; reproducible when ``seed`` is given
-    (PyTorch seeds random, NumPy and torch in each worker from the loader's generator)."""
-    if len(dataset) < batch_size:
-        raise ValueError(f"the dataset has {len(dataset)} items, fewer than TRAIN.BATCH_SIZE {batch_size} "
-                         "(batches drop the last incomplete one, so nothing would be trained)")
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=True, num_workers=workers,
-                      generator=generator, persistent_workers=workers > 0)
 
 
 def run_dir(cfg: EasyDict, output_dir: str | None = None) -> Path:

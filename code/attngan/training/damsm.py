@@ -22,9 +22,9 @@ from tqdm import tqdm
 
 from ..checkpoint import load_weights, save_weights
 from ..data.datasets import build_dataset, prepare_data
+from ..data.loader import epoch_loader
 from ..losses import retrieval_top1, sent_loss, sentence_scores, words_loss
 from ..models import build_image_encoder, build_text_encoder
-from ..runtime import make_loader
 from ..visualize import attention_figure
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,6 @@ def evaluate(cfg, loader, encoders: DamsmEncoders, device) -> dict:
 def train_damsm(cfg: EasyDict, device: torch.device, out_dir: Path, seed: int) -> dict:
     """Pretrain the DAMSM encoders; returns the last epoch's validation metrics."""
     train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "test")
-    loader = make_loader(train_set, cfg.TRAIN.BATCH_SIZE, cfg.WORKERS, seed=seed)
-    val_loader = make_loader(val_set, cfg.TRAIN.BATCH_SIZE, cfg.WORKERS, seed=seed + 1)
     encoders = build_encoders(cfg, train_set.n_words)
     encoders.text.to(device)
     encoders.image.to(device)
@@ -137,7 +135,9 @@ def train_damsm(cfg: EasyDict, device: torch.device, out_dir: Path, seed: int) -
     try:
         for epoch in range(encoders.start_epoch, cfg.TRAIN.MAX_EPOCH):
             optimizer = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
+            loader = epoch_loader(train_set, cfg.TRAIN.BATCH_SIZE, cfg.WORKERS, seed, epoch)
             train_losses = train_epoch(cfg, loader, encoders, optimizer, epoch, device, writer, image_dir, train_set.ixtoword)
+            val_loader = epoch_loader(val_set, cfg.TRAIN.BATCH_SIZE, cfg.WORKERS, seed + 1, epoch)
             metrics = evaluate(cfg, val_loader, encoders, device)
             for k, v in train_losses.items():
                 writer.add_scalar(f"train/{k}", v, epoch)

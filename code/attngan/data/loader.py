@@ -1,0 +1,76 @@
+"""Batches whose content depends only on (seed, epoch, position), so that a run resumed
+in the middle of an epoch sees exactly the batches an uninterrupted run would.
+
+The epoch's order is a permutation drawn from (seed, epoch); every item's random draws
+(crop, flip, caption choice, word sampling: the dataset uses Python's, NumPy's and
+torch's global generators, as the original) are seeded from (seed, epoch, index). This
+holds with any number of workers, and the main process's generators are left untouched.
+"""
+from __future__ import annotations
+
+import random
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    return ((seed * 1_000_003 + epoch) * 10_000_019 + index) % 2**63
+
+
+class SeededItems(Dataset):
+    """Wraps a dataset; item ``(seed, index)`` is ``dataset[index]`` drawn under ``seed``."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        seed, index = key
+        py_state, np_state = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng(devices=[]):
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.manual_seed(seed)
+            try:
+                return self.dataset[index]
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)
+
+
+class EpochBatches(Sampler):
+    """Shuffled batches of one epoch, the last incomplete one dropped (as the original),
+    starting at batch ``start``; each element is an ``(item seed, index)`` key."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, epoch: int = 0, start: int = 0, shuffle: bool = True):
+        self.size, self.batch_size, self.seed, self.epoch, self.start, self.shuffle = size, batch_size, seed, epoch, start, shuffle
+
+    def __len__(self) -> int:
+        return self.size // self.batch_size - self.start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(item_seed(self.seed, self.epoch, -1)))
+        else:
+            order = torch.arange(self.size)
+        for b in range(self.start, self.size // self.batch_size):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+            yield [(item_seed(self.seed, self.epoch, i), i) for i in idx]
+
+
+def epoch_loader(dataset: Dataset, batch_size: int, workers: int, seed: int, epoch: int, start: int = 0,
+                 shuffle: bool = True) -> DataLoader:
+    """The DataLoader of one epoch (from batch ``start``)."""
+    if len(dataset) < batch_size:
+        raise ValueError(f"the dataset has {len(dataset)} items, fewer than TRAIN.BATCH_SIZE {batch_size} "
+                         "(batches drop the last incomplete one, so nothing would be trained)")
+    sampler = EpochBatches(len(dataset), batch_size, seed, epoch, start, shuffle)
+    # Its own generator: creating the iterator draws a base seed, which must not move the
+    # global generator that the training step draws noise from.
+    generator = torch.Generator().manual_seed(item_seed(seed, epoch, -2))
+    return DataLoader(SeededItems(dataset), batch_sampler=sampler, num_workers=workers, generator=generator)

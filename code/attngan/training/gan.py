@@ -1,0 +1,301 @@
+"""AttnGAN training (the original ``trainer.py`` recipe).
+
+Per step: text features from the frozen DAMSM text encoder, z ~ N(0,1), G forward, each
+D_i updated on its own loss, then G on its loss (adversarial terms of every stage +
+LAMBDA x DAMSM word and sentence losses of the last stage + KL), then an exponential
+moving average of G's parameters (decay 0.999; buffers are not averaged).
+
+Outputs in the original's names: ``netG_epoch_{N}.pth`` (the averaged G) and
+``netD{i}.pth`` every SNAPSHOT_INTERVAL epochs and at the end. Besides them,
+``training_state.pth`` holds everything needed to continue exactly (models, averaged G,
+optimisers, epoch and step, generator states); Ctrl-C or SIGTERM writes it before exiting.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import re
+import signal
+from pathlib import Path
+
+import numpy as np
+import torch
+from easydict import EasyDict
+from PIL import Image
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid
+from tqdm import tqdm
+
+from ..checkpoint import atomic_save, load_weights, original_format
+from ..data.datasets import build_dataset, prepare_data
+from ..data.loader import epoch_loader
+from ..losses import KL_loss, discriminator_loss, generator_loss
+from ..models import build_discriminators, build_generator, build_image_encoder, build_text_encoder
+from ..visualize import attention_figure, to_uint8
+from .damsm import image_encoder_path
+
+log = logging.getLogger(__name__)
+EMA_DECAY = 0.999
+STATE_FILE = "training_state.pth"
+
+
+def frozen(module: torch.nn.Module) -> torch.nn.Module:
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.eval()
+
+
+def load_damsm(cfg: EasyDict, n_words: int, device: torch.device):
+    """The frozen DAMSM encoders named by TRAIN.NET_E (eval mode, no gradients)."""
+    if not cfg.TRAIN.NET_E:
+        raise ValueError("AttnGAN training needs pretrained DAMSM encoders: set TRAIN.NET_E to a text_encoder<N>.pth "
+                         "(the image encoder is read from the same folder)")
+    text = load_weights(build_text_encoder(cfg, n_words), cfg.TRAIN.NET_E)
+    image = load_weights(build_image_encoder(cfg), image_encoder_path(cfg.TRAIN.NET_E))
+    return frozen(text).to(device), frozen(image).to(device)
+
+
+def generator_epoch(path: str | Path) -> int:
+    match = re.fullmatch(r".*_(\d+)\.pth", Path(path).name)
+    if not match:
+        raise ValueError(f"TRAIN.NET_G {path}: expected a file named netG_epoch_<N>.pth to resume from")
+    return int(match.group(1))
+
+
+def text_features(text_encoder, captions, cap_lens):
+    """-> (words_embs [B,nef,T], sent_emb [B,nef], mask [B,T]) without gradients."""
+    with torch.no_grad():
+        words_embs, sent_emb = text_encoder(captions, cap_lens, text_encoder.init_hidden(captions.size(0)))
+    return words_embs, sent_emb, (captions == 0)[:, : words_embs.size(2)]
+
+
+def _rng_state() -> dict:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class GanTrainer:
+    """Holds the networks, optimisers and position of one AttnGAN run."""
+
+    def __init__(self, cfg: EasyDict, device: torch.device, out_dir: Path, seed: int):
+        self.cfg, self.device, self.seed = cfg, device, seed
+        self.model_dir, self.image_dir = out_dir / "Model", out_dir / "Image"
+        self.dataset = build_dataset(cfg, "train")
+        self.batch_size = cfg.TRAIN.BATCH_SIZE
+        self.num_batches = len(self.dataset) // self.batch_size
+        self.text_encoder, self.image_encoder = load_damsm(cfg, self.dataset.n_words, device)
+        self.net_g = build_generator(cfg).to(device)
+        self.nets_d = [net.to(device) for net in build_discriminators(cfg)]
+        self.epoch, self.step, self.gen_iterations = 0, 0, 0
+        if cfg.TRAIN.NET_G and not cfg.RUN.RESUME:
+            self._load_snapshot(cfg.TRAIN.NET_G)
+        self.avg_g = [p.detach().clone() for p in self.net_g.parameters()]
+        betas = (0.5, 0.999)
+        self.opt_g = torch.optim.Adam(self.net_g.parameters(), lr=cfg.TRAIN.GENERATOR_LR, betas=betas)
+        self.opts_d = [torch.optim.Adam(d.parameters(), lr=cfg.TRAIN.DISCRIMINATOR_LR, betas=betas) for d in self.nets_d]
+        self.fixed_noise = torch.randn(self.batch_size, cfg.GAN.Z_DIM, device=device)
+        self.monitor_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.stop_requested = False
+        if cfg.RUN.RESUME:
+            self.load_state(cfg.RUN.RESUME)
+
+    def _load_snapshot(self, net_g: str) -> None:
+        """Resume as the original: NET_G (the averaged G) and, with B_NET_D, netD{i}.pth
+        of the same folder; training goes on at the next epoch."""
+        load_weights(self.net_g, net_g)
+        if self.cfg.TRAIN.B_NET_D:
+            for i, net in enumerate(self.nets_d):
+                load_weights(net, Path(net_g).parent / f"netD{i}.pth")
+        self.epoch = generator_epoch(net_g) + 1
+        log.info("resumed G from %s at epoch %d", net_g, self.epoch)
+
+    # ---- one step ------------------------------------------------------------------
+    def train_step(self, batch) -> dict[str, float]:
+        cfg = self.cfg
+        imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, self.device)
+        if self.monitor_batch is None:
+            self.monitor_batch = (captions.detach().clone(), cap_lens.detach().clone())
+        words_embs, sent_emb, mask = text_features(self.text_encoder, captions, cap_lens)
+        noise = torch.randn(captions.size(0), cfg.GAN.Z_DIM, device=self.device)
+        fake_imgs, _, mu, logvar = self.net_g(noise, sent_emb, words_embs, mask)
+        logs: dict[str, float] = {}
+        for i, (net_d, opt_d) in enumerate(zip(self.nets_d, self.opts_d)):
+            net_d.zero_grad(set_to_none=True)
+            terms = discriminator_loss(net_d, imgs[i], fake_imgs[i], sent_emb)
+            terms["errD"].backward()
+            opt_d.step()
+            logs.update({f"D{i}/{k}": v.item() for k, v in terms.items()})
+        self.net_g.zero_grad(set_to_none=True)
+        smooth = cfg.TRAIN.SMOOTH
+        terms = generator_loss(self.nets_d, self.image_encoder, fake_imgs, words_embs, sent_emb, cap_lens, class_ids,
+                               smooth.GAMMA1, smooth.GAMMA2, smooth.GAMMA3, smooth.LAMBDA)
+        terms["kl_loss"] = KL_loss(mu, logvar)
+        terms["errG"] = terms["errG"] + terms["kl_loss"]
+        terms["errG"].backward()
+        self.opt_g.step()
+        self.update_average()
+        logs.update({f"G/{k}": v.item() for k, v in terms.items()})
+        return logs
+
+    @torch.no_grad()
+    def update_average(self) -> None:
+        for p, avg in zip(self.net_g.parameters(), self.avg_g):
+            avg.mul_(EMA_DECAY).add_(p.detach(), alpha=1 - EMA_DECAY)
+
+    @contextlib.contextmanager
+    def averaged_generator(self):
+        """G with the averaged parameters in place (buffers are the current ones)."""
+        backup = [p.detach().clone() for p in self.net_g.parameters()]
+        with torch.no_grad():
+            for p, avg in zip(self.net_g.parameters(), self.avg_g):
+                p.copy_(avg)
+        try:
+            yield self.net_g
+        finally:
+            with torch.no_grad():
+                for p, b in zip(self.net_g.parameters(), backup):
+                    p.copy_(b)
+
+    # ---- outputs -------------------------------------------------------------------
+    def save_snapshot(self, epoch: int) -> None:
+        with self.averaged_generator() as net_g:
+            atomic_save(original_format(net_g), self.model_dir / f"netG_epoch_{epoch}.pth")
+        for i, net in enumerate(self.nets_d):
+            atomic_save(original_format(net), self.model_dir / f"netD{i}.pth")
+        log.info("saved netG_epoch_%d.pth and the Ds in %s", epoch, self.model_dir)
+
+    def state_dict(self) -> dict:
+        return {
+            "netG": self.net_g.state_dict(), "avg_g": self.avg_g, "netsD": [d.state_dict() for d in self.nets_d],
+            "optG": self.opt_g.state_dict(), "optsD": [o.state_dict() for o in self.opts_d],
+            "epoch": self.epoch, "step": self.step, "gen_iterations": self.gen_iterations, "seed": self.seed,
+            "fixed_noise": self.fixed_noise, "monitor_batch": self.monitor_batch, "rng": _rng_state(),
+        }
+
+    def save_state(self) -> Path:
+        path = self.model_dir / STATE_FILE
+        atomic_save(self.state_dict(), path)
+        return path
+
+    def load_state(self, path: str | Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.net_g.load_state_dict(state["netG"])
+        for net, sd in zip(self.nets_d, state["netsD"], strict=True):
+            net.load_state_dict(sd)
+        self.avg_g = [t.to(self.device) for t in state["avg_g"]]
+        self.opt_g.load_state_dict(state["optG"])
+        for opt, sd in zip(self.opts_d, state["optsD"], strict=True):
+            opt.load_state_dict(sd)
+        self.epoch, self.step, self.gen_iterations = state["epoch"], state["step"], state["gen_iterations"]
+        self.seed, self.fixed_noise, self.monitor_batch = state["seed"], state["fixed_noise"], state["monitor_batch"]
+        _set_rng_state(state["rng"])
+        log.info("resumed the full training state from %s: epoch %d, step %d", path, self.epoch, self.step)
+
+    @torch.no_grad()
+    def save_images(self, writer: SummaryWriter) -> None:
+        """Images of every stage and attention figures from the averaged G on the fixed
+        noise and the run's first captions (eval mode, so the training state is untouched)."""
+        captions, cap_lens = self.monitor_batch
+        words_embs, sent_emb, mask = text_features(self.text_encoder, captions, cap_lens)
+        with self.averaged_generator() as net_g:
+            net_g.eval()
+            fake_imgs, att_maps, _, _ = net_g(self.fixed_noise[: captions.size(0)], sent_emb, words_embs, mask)
+            net_g.train()
+        step = self.gen_iterations
+        for k, img in enumerate(fake_imgs):
+            grid = make_grid(img[:16].float().cpu(), nrow=8, normalize=True, value_range=(-1, 1))
+            writer.add_image(f"images/stage{k}", grid, step)
+            Image.fromarray(to_uint8(grid.unsqueeze(0) * 2 - 1)[0]).save(self.image_dir / f"G_average_{step}_g{k}.png")
+        for k, maps in enumerate(att_maps):
+            image = fake_imgs[k + 1] if len(fake_imgs) > 1 else fake_imgs[0]
+            per_caption = [maps[j, : int(cap_lens[j])] for j in range(maps.size(0))]
+            figure = attention_figure(image, captions, self.dataset.ixtoword, per_caption)
+            writer.add_image(f"attention/stage{k + 1}", figure, step, dataformats="HWC")
+            Image.fromarray(figure).save(self.image_dir / f"G_average_{step}_a{k}.png")
+
+    # ---- the loop ------------------------------------------------------------------
+    def _request_stop(self, signum, frame) -> None:
+        if self.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        log.warning("signal %d: saving the training state after this step (Ctrl-C again to abort)", signum)
+        self.stop_requested = True
+
+    @contextlib.contextmanager
+    def stop_on_signals(self):
+        handlers = {}
+        with contextlib.suppress(ValueError):  # not the main thread: no handlers
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, self._request_stop)
+        try:
+            yield
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+    def _log(self, writer: SummaryWriter, logs: dict[str, float]) -> None:
+        for k, v in logs.items():
+            writer.add_scalar(k, v, self.gen_iterations)
+
+    def train(self, stop_after_steps: int | None = None) -> Path:
+        """Run to TRAIN.MAX_EPOCH; returns the last written checkpoint. ``stop_after_steps``
+        behaves like a SIGTERM after that many steps (for tests and time-boxed runs)."""
+        cfg = self.cfg
+        writer = SummaryWriter(str(self.model_dir.parent / "Log"), purge_step=self.gen_iterations or None)
+        steps_here = 0
+        self.net_g.train()
+        for net in self.nets_d:
+            net.train()
+        with self.stop_on_signals():
+            while self.epoch < cfg.TRAIN.MAX_EPOCH:
+                loader = epoch_loader(self.dataset, self.batch_size, cfg.WORKERS, self.seed, self.epoch, self.step)
+                bar = tqdm(loader, desc=f"AttnGAN epoch {self.epoch}", leave=False, dynamic_ncols=True, disable=None)
+                for batch in bar:
+                    logs = self.train_step(batch)
+                    self.step += 1
+                    self.gen_iterations += 1
+                    steps_here += 1
+                    bar.set_postfix(errG=f"{logs['G/errG']:.2f}", errD=f"{logs['D0/errD']:.2f}")
+                    if self.gen_iterations % cfg.RUN.LOG_INTERVAL == 0:
+                        self._log(writer, logs)
+                    if self.gen_iterations % cfg.RUN.IMAGE_INTERVAL == 0:
+                        self.save_images(writer)
+                    if stop_after_steps is not None and steps_here >= stop_after_steps:
+                        self.stop_requested = True
+                    if self.stop_requested:
+                        break
+                if self.stop_requested:
+                    path = self.save_state()
+                    log.warning("stopped at epoch %d step %d; continue with --resume %s", self.epoch, self.step, path)
+                    writer.close()
+                    return path
+                log.info("epoch %d done (%d steps in all): %s", self.epoch, self.gen_iterations,
+                         " ".join(f"{k} {v:.3f}" for k, v in logs.items() if k.startswith("G/") or k.endswith("errD")))
+                if self.epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0:
+                    self.save_snapshot(self.epoch)
+                self.epoch, self.step = self.epoch + 1, 0
+                self.save_state()
+        self.save_snapshot(cfg.TRAIN.MAX_EPOCH)
+        if self.monitor_batch is not None:
+            self.save_images(writer)
+        writer.close()
+        return self.model_dir / f"netG_epoch_{cfg.TRAIN.MAX_EPOCH}.pth"
+
+
+def train_gan(cfg: EasyDict, device: torch.device, out_dir: Path, seed: int,
+              stop_after_steps: int | None = None) -> Path:
+    """Train AttnGAN as the config says; returns the last checkpoint written."""
+    return GanTrainer(cfg, device, out_dir, seed).train(stop_after_steps)

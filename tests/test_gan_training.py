@@ -1,0 +1,183 @@
+"""AttnGAN training: losses against plain formulas, the moving average, one step, snapshots,
+and an interrupted run that resumes to the same weights as an uninterrupted one."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from attngan.checkpoint import load_weights, read_state_dict, save_weights
+from attngan.cli import main
+from attngan.config import load_config
+from attngan.data.synthetic import make_shapes_dataset
+from attngan.losses import KL_loss, discriminator_loss, generator_loss, sent_loss, words_loss
+from attngan.models import build_generator, build_image_encoder, build_text_encoder
+from attngan.runtime import run_dir, seed_everything
+from attngan.training.gan import EMA_DECAY, GanTrainer
+
+from conftest import ROOT
+
+
+def tiny_cfg(data_dir, encoders_dir, dcgan=False):
+    cfg = load_config(ROOT / "cfg/bird_attnDCGAN2.yml" if dcgan else ROOT / "cfg/bird_attn2.yml")
+    cfg.DATA_DIR, cfg.WORKERS, cfg.CUDA = str(data_dir), 0, False
+    cfg.TREE.BRANCH_NUM = 2
+    cfg.GAN.GF_DIM, cfg.GAN.DF_DIM, cfg.GAN.Z_DIM, cfg.GAN.CONDITION_DIM = 2, 2, 8, 4
+    cfg.GAN.R_NUM = 0 if dcgan else 1
+    cfg.TEXT.EMBEDDING_DIM, cfg.TEXT.WORDS_NUM = 16, 12
+    cfg.TRAIN.BATCH_SIZE, cfg.TRAIN.MAX_EPOCH, cfg.TRAIN.SNAPSHOT_INTERVAL = 4, 2, 1
+    cfg.TRAIN.NET_E = str(encoders_dir / "text_encoder0.pth")
+    cfg.DAMSM.IMAGE_BACKBONE, cfg.DAMSM.COMPACT_IMAGE_SIZE = "compact", 32
+    cfg.AUGMENT.HORIZONTAL_FLIP = False
+    cfg.RUN.LOG_INTERVAL, cfg.RUN.IMAGE_INTERVAL = 1, 3
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def setup_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gan")
+    data = root / "shapes"
+    make_shapes_dataset(data, num_images=18, image_size=32, seed=5)  # 15 train images: 3 batches of 4
+    cfg = tiny_cfg(data, root / "enc")
+    torch.manual_seed(0)
+    from attngan.data.text import load_text_data
+    n_words = load_text_data(data, 10).n_words
+    save_weights(build_text_encoder(cfg, n_words), root / "enc" / "text_encoder0.pth")
+    save_weights(build_image_encoder(cfg), root / "enc" / "image_encoder0.pth")
+    return root, data
+
+
+def make_trainer(cfg, out, seed=7):
+    seed_everything(seed)
+    return GanTrainer(cfg, torch.device("cpu"), run_dir(cfg, str(out)), seed)
+
+
+# ---- losses against plain formulas -------------------------------------------------------
+
+class FixedD(nn.Module):
+    """A 'discriminator' whose heads return fixed probabilities, to check the loss algebra."""
+
+    def __init__(self, p_real_cond, p_fake_cond, p_wrong, p_real_uncond=None, p_fake_uncond=None):
+        super().__init__()
+        self.p = dict(real_cond=p_real_cond, fake_cond=p_fake_cond, wrong=p_wrong)
+        self.COND_DNET = lambda f, c: torch.where(f[:, 0] > 0, torch.full_like(f[:, 0], p_real_cond if len(f) == 3 else p_wrong),
+                                                  torch.full_like(f[:, 0], p_fake_cond))
+        self.UNCOND_DNET = None if p_real_uncond is None else (
+            lambda f: torch.where(f[:, 0] > 0, torch.full_like(f[:, 0], p_real_uncond), torch.full_like(f[:, 0], p_fake_uncond)))
+
+    def forward(self, x):
+        return x  # real images are +1, fakes -1
+
+
+def bce(p, target):
+    return -(target * np.log(p) + (1 - target) * np.log(1 - p))
+
+
+@pytest.mark.parametrize("uncond", [True, False])
+def test_discriminator_loss_formula(uncond):
+    real, fake, sent = torch.ones(3, 1), -torch.ones(3, 1), torch.zeros(3, 2)
+    d = FixedD(0.8, 0.3, 0.6, 0.7, 0.4) if uncond else FixedD(0.8, 0.3, 0.6)
+    terms = discriminator_loss(d, real, fake, sent)
+    cond_real, cond_fake, cond_wrong = bce(0.8, 1), bce(0.3, 0), bce(0.6, 0)
+    if uncond:
+        expected = (bce(0.7, 1) + cond_real) / 2 + (bce(0.4, 0) + cond_fake + cond_wrong) / 3
+    else:
+        expected = cond_real + (cond_fake + cond_wrong) / 2
+    assert terms["errD"].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_generator_loss_formula():
+    torch.manual_seed(0)
+    fake = [-torch.ones(3, 1), -torch.ones(3, 1)]
+    ds = [FixedD(0.8, 0.3, 0.6, 0.7, 0.4), FixedD(0.8, 0.2, 0.6)]
+    feats, code = torch.randn(3, 5, 2, 2), torch.randn(3, 5)
+
+    def image_encoder(x):
+        return feats, code
+    words, sent = torch.randn(3, 5, 4), torch.randn(3, 5)
+    lens, ids = torch.tensor([4, 3, 2]), np.array([1, 2, 1])
+    terms = generator_loss(ds, image_encoder, fake, words, sent, lens, ids, 4.0, 5.0, 10.0, lam=5.0)
+    labels = torch.arange(3)
+    w = sum(words_loss(feats, words, labels, lens, ids, gamma1=4.0, gamma2=5.0, gamma3=10.0)[:2]).item()
+    s = sum(sent_loss(code, sent, labels, ids, gamma3=10.0)).item()
+    expected = bce(0.4, 1) + bce(0.3, 1) + bce(0.2, 1) + 5.0 * (w + s)
+    assert terms["errG"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_kl_loss_hand_computed():
+    mu, logvar = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, np.log(2.0)]])
+    # elements: -0.5*(1 + 0 - 1 - 1) = 0.5 and -0.5*(1 + ln2 - 0 - 2) = 0.5 - 0.5 ln2
+    assert KL_loss(mu, logvar).item() == pytest.approx((0.5 + 0.5 - 0.5 * np.log(2)) / 2, rel=1e-6)
+
+
+# ---- training -------------------------------------------------------------------------------
+
+def test_one_step_changes_g_and_every_d_and_averages(setup_dirs, tmp_path):
+    root, data = setup_dirs
+    trainer = make_trainer(tiny_cfg(data, root / "enc"), tmp_path / "run")
+    before_g = [p.detach().clone() for p in trainer.net_g.parameters()]
+    before_d = [[p.detach().clone() for p in d.parameters()] for d in trainer.nets_d]
+    avg_before = [a.clone() for a in trainer.avg_g]
+    from attngan.data.loader import epoch_loader
+    logs = trainer.train_step(next(iter(epoch_loader(trainer.dataset, 4, 0, 7, 0))))
+    assert all(np.isfinite(v) for v in logs.values())
+    assert {"D0/errD", "D1/errD", "G/errG", "G/kl_loss", "G/w_loss", "G/s_loss", "G/uncond0", "G/cond1"} <= set(logs)
+    assert any(not torch.equal(a, p) for a, p in zip(before_g, trainer.net_g.parameters()))
+    for before, net in zip(before_d, trainer.nets_d):
+        assert any(not torch.equal(a, p) for a, p in zip(before, net.parameters()))
+    for avg0, p, avg in zip(avg_before, trainer.net_g.parameters(), trainer.avg_g):
+        assert torch.allclose(avg, EMA_DECAY * avg0 + (1 - EMA_DECAY) * p.detach(), atol=1e-7)
+    assert all(p.grad is None for p in trainer.text_encoder.parameters())
+
+
+def state_of(model_dir):
+    return torch.load(model_dir / "training_state.pth", weights_only=True)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(setup_dirs, tmp_path):
+    root, data = setup_dirs
+    cfg = tiny_cfg(data, root / "enc")
+    make_trainer(cfg, tmp_path / "full").train()
+    stopped = make_trainer(cfg, tmp_path / "part").train(stop_after_steps=4)  # mid-epoch 1 (3 steps an epoch)
+    assert stopped.name == "training_state.pth" and state_of(stopped.parent)["step"] == 1
+    cfg.RUN.RESUME = str(stopped)
+    make_trainer(cfg, tmp_path / "part", seed=999).train()  # the seed comes from the state
+    full, part = state_of(tmp_path / "full" / "Model"), state_of(tmp_path / "part" / "Model")
+    for key in ("netG",):
+        assert all(torch.equal(full[key][k], part[key][k]) for k in full[key])
+    assert all(torch.equal(a, b) for a, b in zip(full["avg_g"], part["avg_g"]))
+    for d_full, d_part in zip(full["netsD"], part["netsD"]):
+        assert all(torch.equal(d_full[k], d_part[k]) for k in d_full)
+    g_full = read_state_dict(tmp_path / "full" / "Model" / "netG_epoch_2.pth")
+    g_part = read_state_dict(tmp_path / "part" / "Model" / "netG_epoch_2.pth")
+    assert all(torch.equal(g_full[k], g_part[k]) for k in g_full)
+
+
+def test_snapshots_in_the_original_names_load_into_fresh_models(setup_dirs, tmp_path):
+    root, data = setup_dirs
+    cfg = tiny_cfg(data, root / "enc")
+    make_trainer(cfg, tmp_path / "run").train()
+    model = tmp_path / "run" / "Model"
+    assert {p.name for p in model.glob("*.pth")} == {"netG_epoch_0.pth", "netG_epoch_1.pth", "netG_epoch_2.pth",
+                                                     "netD0.pth", "netD1.pth", "training_state.pth"}
+    state = state_of(model)
+    g = load_weights(build_generator(cfg, initialise=False), model / "netG_epoch_2.pth")
+    assert all(torch.equal(p, a) for p, a in zip(g.parameters(), state["avg_g"]))  # the averaged G
+    assert list((tmp_path / "run" / "Image").glob("G_average_*_a0.png"))
+    # The original's resume: NET_G (+ netD{i}.pth beside it) continues at the next epoch.
+    cfg.TRAIN.NET_G, cfg.TRAIN.MAX_EPOCH = str(model / "netG_epoch_1.pth"), 3
+    trainer = make_trainer(cfg, tmp_path / "again")
+    assert trainer.epoch == 2
+
+
+def test_dcgan_and_cli(setup_dirs, tmp_path, capsys):
+    root, data = setup_dirs
+    cfg = tiny_cfg(data, root / "enc", dcgan=True)
+    trainer = make_trainer(cfg, tmp_path / "dc")
+    assert len(trainer.nets_d) == 1 and trainer.nets_d[0].UNCOND_DNET is None
+    trainer.train(stop_after_steps=1)
+    argv = ["--cfg", str(ROOT / "cfg/bird_attn2.yml"), "--gpu", "-1", "--data_dir", str(data), "--output_dir",
+            str(tmp_path / "cli"), "--set", "TRAIN.NET_E=", "TRAIN.BATCH_SIZE=4"]
+    assert main(argv) == 2
+    assert "needs pretrained DAMSM encoders: set TRAIN.NET_E" in capsys.readouterr().err
