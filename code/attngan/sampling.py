@@ -1,0 +1,370 @@
+"""Sampling from a trained generator, as the original's ``main.py``/``trainer.py`` do it
+with TRAIN.FLAG False, and from one's own captions.
+
+- ``gen_example`` (B_VALIDATION False): the captions of the files listed in
+  ``DATA_DIR/example_filenames.txt``, one batch per file, written to
+  ``<NET_G without .pth>/<file's base name>/0_s_<sentence>_g<k>.png`` (stage k) and
+  ``..._a<k>.png`` (attention maps of stage k+2, over the image of stage k+1).
+- ``sample_validation`` (B_VALIDATION True): one caption of every test image (shuffled,
+  drop_last batches) -> ``<NET_G without .pth>/valid/single/<key>_s-1.png``.
+- ``sample_captions``: captions given on the command line, several images each.
+- ``sample_main``: the ``attngan-sample`` command.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from easydict import EasyDict
+from PIL import Image
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, load_weights
+from .config import ConfigError
+from .data.text import _raw_tokens, load_text_data, tokenize
+from .models import build_generator, build_text_encoder
+from .runtime import seed_everything
+from .visualize import stage_attention_figure, to_uint8
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CaptionBatch:
+    """Captions ready for the text encoder, sorted by length (descending) as the original.
+
+    captions: [n,T] int64 word ids, 0-padded, T = the longest length; cap_lens: [n] int64;
+    sorted_indices: [n], row j is input sentence ``sorted_indices[j]``; words: the kept
+    tokens of row j (for labels); texts: the sentence of row j as given.
+    """
+
+    captions: torch.Tensor
+    cap_lens: torch.Tensor
+    sorted_indices: np.ndarray
+    words: list[list[str]]
+    texts: list[str]
+
+    def __len__(self) -> int:
+        return self.captions.size(0)
+
+    def repeat(self, row: int, n: int) -> CaptionBatch:
+        """``n`` copies of row ``row``, cut to its length."""
+        length = int(self.cap_lens[row])
+        return CaptionBatch(self.captions[row, :length].repeat(n, 1), torch.full((n,), length, dtype=torch.int64),
+                            np.full(n, self.sorted_indices[row]), [self.words[row]] * n, [self.texts[row]] * n)
+
+
+def encode_captions(sentences: Sequence[str], wordtoix: dict[str, int], source: str = "<captions>",
+                    line_numbers: Sequence[int] | None = None) -> CaptionBatch:
+    """Word ids of ``sentences`` as the original's ``gen_example``: tokens cut to ASCII,
+    words outside the vocabulary dropped (each reported with a warning), rows sorted by
+    ``np.argsort(cap_lens)[::-1]``.
+
+    A sentence with no word left (empty, non-ASCII only, or all out of the vocabulary) is
+    a ValueError naming ``source``, the line (``line_numbers[i]``, else the position) and
+    the sentence (``source #i``, 1-based, without line numbers); the original silently
+    made an empty caption of it.
+    """
+    if not sentences:
+        raise ValueError(f"{source}: no caption to encode")
+    ids, words = [], []
+    for i, sentence in enumerate(sentences):
+        where = f"{source} line {line_numbers[i]}" if line_numbers is not None else f"{source} #{i + 1}"
+        tokens = tokenize(sentence)
+        kept = [t for t in tokens if t in wordtoix]
+        oov = [t for t in tokens if t not in wordtoix]
+        if oov:
+            log.warning("%s: not in the vocabulary, dropped: %s (caption %r)", where, ", ".join(map(repr, oov)),
+                        sentence)
+        if not kept:
+            if not _raw_tokens(sentence):
+                reason = "has no words"
+            elif not tokens:
+                reason = "has no ASCII word (the vocabulary's words are ASCII)"
+            else:
+                reason = f"has no word in the vocabulary (dropped: {', '.join(oov)})"
+            raise ValueError(f"{where}: caption {sentence!r} {reason}")
+        ids.append([wordtoix[t] for t in kept])
+        words.append(kept)
+    cap_lens = [len(c) for c in ids]
+    sorted_indices = np.argsort(cap_lens)[::-1]  # exactly the original's order (ties included)
+    cap_array = np.zeros((len(ids), max(cap_lens)), dtype="int64")
+    for row, idx in enumerate(sorted_indices):
+        cap_array[row, : cap_lens[idx]] = ids[idx]
+    return CaptionBatch(torch.from_numpy(cap_array), torch.from_numpy(np.asarray(cap_lens)[sorted_indices]),
+                        sorted_indices.copy(), [words[i] for i in sorted_indices],
+                        [sentences[i] for i in sorted_indices])
+
+
+@torch.no_grad()
+def _forward(net_g: nn.Module, text_encoder: nn.Module, captions: torch.Tensor, cap_lens: torch.Tensor,
+             z: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    captions, cap_lens = captions.to(z.device), cap_lens.to(z.device)
+    hidden = text_encoder.init_hidden(captions.size(0))
+    words_embs, sent_emb = text_encoder(captions, cap_lens, hidden)
+    mask = (captions == 0)[:, : words_embs.size(2)]
+    fake_imgs, attention_maps, _, _ = net_g(z, sent_emb, words_embs, mask)
+    return fake_imgs, attention_maps
+
+
+def generate(net_g: nn.Module, text_encoder: nn.Module, batch: CaptionBatch, z: torch.Tensor
+             ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Images of ``batch`` from noise ``z`` [n,Z_DIM] (on the models' device), without gradients.
+
+    Returns (images of each stage [n,3,s,s] in [-1,1], s = 64, 128, 256 (G_DCGAN: only the
+    last), attention maps of stages 2.. [n,T,s/2,s/2]). The text encoder draws no random
+    numbers in eval mode, so drawing ``z`` before this call matches the original's order.
+    """
+    return _forward(net_g, text_encoder, batch.captions, batch.cap_lens, z)
+
+
+def draw_noise(n: int, cfg: EasyDict, device: torch.device) -> torch.Tensor:
+    """z [n,Z_DIM] ~ N(0,1), drawn as the original (``normal_`` on the device)."""
+    return torch.empty(n, cfg.GAN.Z_DIM, device=device).normal_(0, 1)
+
+
+def output_root(net_g: str) -> Path:
+    """``<NET_G without .pth>``, the folder the original writes samples under."""
+    if not net_g:
+        raise ConfigError("TRAIN.NET_G is empty: set it to a generator checkpoint "
+                          "(e.g. --set TRAIN.NET_G=models/bird_AttnGAN2.pth)")
+    cut = net_g.rfind(".pth")
+    if cut > 0:
+        return Path(net_g[:cut])
+    path = Path(net_g)
+    return path.with_suffix("") if path.suffix else path.with_name(path.name + "_samples")
+
+
+def load_models(cfg: EasyDict, n_words: int, device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """(generator, text encoder) from TRAIN.NET_G and TRAIN.NET_E, strict, in eval mode on ``device``."""
+    output_root(cfg.TRAIN.NET_G)  # checks NET_G is set
+    if not cfg.TRAIN.NET_E:
+        raise ConfigError("TRAIN.NET_E is empty: set it to the DAMSM text encoder the generator was trained with "
+                          "(e.g. --set TRAIN.NET_E=DAMSMencoders/bird/text_encoder200.pth)")
+    try:
+        text_encoder = load_weights(build_text_encoder(cfg, n_words), cfg.TRAIN.NET_E)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err} [the vocabulary of {cfg.DATA_DIR}/captions.pickle has {n_words} words; "
+                              "the text encoder must be the one trained on this dataset's captions.pickle]") from err
+    net_g = load_weights(build_generator(cfg, initialise=False), cfg.TRAIN.NET_G)
+    log.info("loaded G from %s and the text encoder from %s", cfg.TRAIN.NET_G, cfg.TRAIN.NET_E)
+    return net_g.to(device).eval(), text_encoder.to(device).eval()
+
+
+def _save_png(pixels: np.ndarray, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _stage_image(fake_imgs: list[torch.Tensor], k: int) -> torch.Tensor:
+    """The image that stage ``k``'s attention maps belong to (the original: stage k+1's,
+    or the only image of G_DCGAN)."""
+    return fake_imgs[k + 1] if len(fake_imgs) > 1 else fake_imgs[0]
+
+
+# ---------------------------------------------------------------- example captions
+
+def read_example_list(data_dir: str | Path) -> list[str]:
+    """Names in ``DATA_DIR/example_filenames.txt`` (caption files under DATA_DIR without
+    ``.txt``), empty lines skipped."""
+    path = Path(data_dir) / "example_filenames.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: with B_VALIDATION False, sampling reads the caption files "
+                                "it lists (one path under DATA_DIR without '.txt' a line); or pass --caption TEXT")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").split("\n")]
+    names = [n for n in names if n]
+    if not names:
+        raise ValueError(f"{path} lists no caption file")
+    return names
+
+
+def read_caption_file(path: Path) -> tuple[list[str], list[int]]:
+    """Sentences of a caption file and their line numbers (1-based). As the original, empty
+    lines and lines without any word are skipped (the latter with a warning)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"caption file not found: {path} (listed in example_filenames.txt)")
+    sentences, numbers = [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").split("\n"), 1):
+        if not line:
+            continue
+        if not _raw_tokens(line):
+            if line.strip():
+                log.warning("%s line %d: no words in %r; skipped", path, number, line)
+            continue
+        sentences.append(line)
+        numbers.append(number)
+    if not sentences:
+        raise ValueError(f"{path} has no caption")
+    return sentences, numbers
+
+
+def save_example_batch(save_dir: Path, batch: CaptionBatch, fake_imgs: list[torch.Tensor],
+                       attention_maps: list[torch.Tensor], prefix: str = "0") -> list[Path]:
+    """The original's files for one batch: ``{prefix}_s_{sentence}_g{k}.png`` per stage and
+    ``..._a{k}.png`` (the attention figure of stage k+2) per attention stage."""
+    written: list[Path] = []
+    pixels = [to_uint8(imgs) for imgs in fake_imgs]
+    for j in range(len(batch)):
+        name = f"{prefix}_s_{batch.sorted_indices[j]}"
+        for k, stage in enumerate(pixels):
+            written.append(_save_png(stage[j], save_dir / f"{name}_g{k}.png"))
+        n = int(batch.cap_lens[j])
+        for k, maps in enumerate(attention_maps):
+            figure = stage_attention_figure([_stage_image(fake_imgs, k)[j]], batch.words[j], [maps[j, :n]],
+                                            title=" ".join(batch.words[j]))
+            written.append(_save_png(figure, save_dir / f"{name}_a{k}.png"))
+    return written
+
+
+def gen_example(cfg: EasyDict, device: torch.device) -> list[Path]:
+    """Images of the example captions (B_VALIDATION False); returns the files written.
+
+    Each file listed in ``DATA_DIR/example_filenames.txt`` is one batch; every caption is
+    checked before the models load.
+    """
+    text = load_text_data(cfg.DATA_DIR, cfg.TEXT.CAPTIONS_PER_IMAGE)
+    root = output_root(cfg.TRAIN.NET_G)
+    batches: list[tuple[str, CaptionBatch]] = []
+    for name in read_example_list(cfg.DATA_DIR):
+        path = Path(cfg.DATA_DIR) / f"{name}.txt"
+        sentences, numbers = read_caption_file(path)
+        key = name[name.rfind("/") + 1:]
+        if any(key == k for k, _ in batches):
+            log.warning("%s: another listed file has the base name %r; its images are overwritten", path, key)
+        batches.append((key, encode_captions(sentences, text.wordtoix, str(path), numbers)))
+    net_g, text_encoder = load_models(cfg, text.n_words, device)
+    written: list[Path] = []
+    for key, batch in batches:
+        z = draw_noise(len(batch), cfg, device)
+        fake_imgs, attention_maps = generate(net_g, text_encoder, batch, z)
+        written += save_example_batch(root / key, batch, fake_imgs, attention_maps)
+        log.info("%s: %d captions -> %s", key, len(batch), root / key)
+    return written
+
+
+# ---------------------------------------------------------------- validation split
+
+def sample_validation(cfg: EasyDict, device: torch.device, seed: int = 100) -> int:
+    """The last-stage image of one caption of every test image (B_VALIDATION True), in
+    shuffled batches of TRAIN.BATCH_SIZE, the last incomplete one dropped (as the
+    original); returns the number of images written to ``<NET_G without .pth>/valid/single``.
+
+    Batch order and caption choice are drawn from ``seed``.
+    """
+    from .data.datasets import build_dataset, prepare_data
+    from .data.loader import epoch_loader
+
+    save_dir = output_root(cfg.TRAIN.NET_G) / "valid" / "single"
+    dataset = build_dataset(cfg, "test")
+    loader = epoch_loader(dataset, cfg.TRAIN.BATCH_SIZE, cfg.WORKERS, seed, epoch=0)
+    net_g, text_encoder = load_models(cfg, dataset.n_words, device)
+    count = 0
+    for batch in tqdm(loader, desc="sampling", dynamic_ncols=True, disable=None):
+        _, captions, cap_lens, _, keys = prepare_data(batch, device)
+        z = draw_noise(captions.size(0), cfg, device)
+        fake_imgs, _ = _forward(net_g, text_encoder, captions, cap_lens, z)
+        for key, pixels in zip(keys, to_uint8(fake_imgs[-1])):
+            _save_png(pixels, save_dir / f"{key}_s-1.png")
+        count += len(keys)
+    log.info("%d images -> %s", count, save_dir)
+    return count
+
+
+# ---------------------------------------------------------------- one's own captions
+
+def slug(text: str, max_len: int = 60) -> str:
+    """File-name part for a caption: its ASCII tokens joined by '_', cut to ``max_len``."""
+    return "_".join(tokenize(text))[:max_len].rstrip("_") or "caption"
+
+
+def sample_captions(cfg: EasyDict, device: torch.device, sentences: Sequence[str], out_dir: str | Path,
+                    n_per_caption: int = 1, seed: int = 100) -> list[Path]:
+    """``n_per_caption`` images (different z) for each caption; returns the files written.
+
+    Writes ``<out_dir>/<i>_<slug>_<s>_g<k>.png`` (caption i as given, sample s, stage k)
+    and ``<out_dir>/<i>_<slug>_<s>_attention.png``: every attention stage's image with one
+    map per word. Each caption is its own batch (of up to TRAIN.BATCH_SIZE copies), so
+    its images do not depend on the other captions.
+    """
+    if n_per_caption < 1:
+        raise ValueError(f"--n must be >= 1, got {n_per_caption}")
+    text = load_text_data(cfg.DATA_DIR, cfg.TEXT.CAPTIONS_PER_IMAGE)
+    encoded = encode_captions(list(sentences), text.wordtoix, source="--caption")
+    net_g, text_encoder = load_models(cfg, text.n_words, device)
+    seed_everything(seed)
+    out_dir = Path(out_dir)
+    row_of = {int(i): row for row, i in enumerate(encoded.sorted_indices)}
+    written: list[Path] = []
+    for i, sentence in enumerate(sentences):
+        row, name = row_of[i], f"{i}_{slug(sentence)}"
+        for start in range(0, n_per_caption, cfg.TRAIN.BATCH_SIZE):
+            batch = encoded.repeat(row, min(cfg.TRAIN.BATCH_SIZE, n_per_caption - start))
+            fake_imgs, attention_maps = generate(net_g, text_encoder, batch, draw_noise(len(batch), cfg, device))
+            pixels = [to_uint8(imgs) for imgs in fake_imgs]
+            for j in range(len(batch)):
+                stem = f"{name}_{start + j}"
+                for k, stage in enumerate(pixels):
+                    written.append(_save_png(stage[j], out_dir / f"{stem}_g{k}.png"))
+                if attention_maps:
+                    figure = stage_attention_figure(
+                        [_stage_image(fake_imgs, k)[j] for k in range(len(attention_maps))], batch.words[j],
+                        [maps[j] for maps in attention_maps], title=sentence)
+                    written.append(_save_png(figure, out_dir / f"{stem}_attention.png"))
+        log.info("caption %d %r: %d images -> %s", i, sentence, n_per_caption, out_dir)
+    return written
+
+
+# ---------------------------------------------------------------- command line
+
+def sample_main(argv: list[str] | None = None) -> int:
+    """``attngan-sample``: ``--caption TEXT`` (repeatable) samples those captions; without
+    it, B_VALIDATION picks the example captions (False) or the test split (True), as the
+    original's ``main.py`` with TRAIN.FLAG False. Seed 100 unless --manualSeed."""
+    from .cli import base_parser, setup
+
+    parser = base_parser("Generate images with a trained AttnGAN generator (TRAIN.NET_G, TRAIN.NET_E).",
+                         "cfg/eval_bird.yml")
+    parser.add_argument("--caption", action="append", default=[], metavar="TEXT",
+                        help="a caption to draw (repeatable); without it, the config's B_VALIDATION decides")
+    parser.add_argument("--n", type=int, default=None, help="images per --caption (default 1)")
+    parser.add_argument("--out", default=None,
+                        help="folder for --caption images (default <NET_G without .pth>/captions; "
+                             "--output_dir means the same)")
+    args = parser.parse_args(argv)
+    out = args.out or args.output_dir
+    if not args.caption and (out is not None or args.n is not None):
+        parser.error("--n, --out and --output_dir go with --caption; the example and validation images are "
+                     "written under <NET_G without .pth>/, as the original")
+    if args.manualSeed is None:
+        args.manualSeed = 100
+    try:
+        cfg, device, seed = setup(args)
+        if args.caption:
+            out_dir = Path(out) if out else output_root(cfg.TRAIN.NET_G) / "captions"
+            files = sample_captions(cfg, device, args.caption, out_dir, args.n or 1, seed)
+            summary = {"mode": "captions", "output_dir": str(out_dir), "files": len(files)}
+        elif cfg.B_VALIDATION:
+            count = sample_validation(cfg, device, seed)
+            summary = {"mode": "validation", "output_dir": str(output_root(cfg.TRAIN.NET_G) / "valid" / "single"),
+                       "images": count}
+        else:
+            files = gen_example(cfg, device)
+            summary = {"mode": "example", "output_dir": str(output_root(cfg.TRAIN.NET_G)), "files": len(files)}
+    except (ConfigError, FileNotFoundError, CheckpointError, ValueError, RuntimeError) as err:
+        log.debug("failed", exc_info=True)
+        print(f"error ({type(err).__name__}): {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(sample_main())
