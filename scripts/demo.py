@@ -1,7 +1,9 @@
-"""The offline end-to-end demo (``make demo``): generate the shapes dataset, pretrain
-DAMSM on it on the CPU, and print the validation retrieval accuracy against chance."""
+"""The offline end-to-end demo (``make demo``), on the CPU: generate the shapes dataset,
+pretrain DAMSM on it, train AttnGAN against the frozen DAMSM encoders, and draw the example
+captions with their attention maps. Prints where everything is."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -10,35 +12,60 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "code"))
 
+from attngan.cli import main as attngan_main  # noqa: E402
 from attngan.cli import pretrain_damsm_main  # noqa: E402
 from attngan.data.synthetic import make_shapes_dataset  # noqa: E402
+from attngan.sampling import sample_main  # noqa: E402
 
 DATA = ROOT / "data" / "shapes"
 OUT = ROOT / "output" / "demo"
 
 
+def step(title: str, command: str, argv: list[str], run) -> None:
+    print(f"[demo] {title}: {command} {' '.join(argv)}", flush=True)
+    if run(argv):
+        sys.exit(f"[demo] failed: {title}")
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--damsm-only", action="store_true", help="stop after DAMSM pretraining")
+    args = parser.parse_args()
     start = time.time()
     if not (DATA / "objects.json").exists():
-        summary = make_shapes_dataset(DATA)
+        summary = make_shapes_dataset(DATA, num_images=3600)
         print(f"[demo] generated {summary['num_images']} images in {DATA}")
     else:
         print(f"[demo] using the existing dataset in {DATA} (make clean-demo to regenerate)")
-    damsm_dir = OUT / "DAMSM"
-    argv = ["--cfg", str(ROOT / "cfg/DAMSM/shapes.yml"), "--gpu", "-1", "--manualSeed", "0",
-            "--data_dir", str(DATA), "--output_dir", str(damsm_dir)]
-    print("[demo] pretraining DAMSM:", "python code/pretrain_DAMSM.py", " ".join(argv))
-    status = pretrain_damsm_main(argv)
-    if status:
-        return status
-    metrics = json.loads((damsm_dir / "Model" / "metrics.json").read_text())
+    common = ["--gpu", "-1", "--manualSeed", "0", "--data_dir", str(DATA)]
+
+    damsm = OUT / "DAMSM"
+    step("pretraining DAMSM", "python code/pretrain_DAMSM.py",
+         ["--cfg", str(ROOT / "cfg/DAMSM/shapes.yml"), *common, "--output_dir", str(damsm)], pretrain_damsm_main)
+    metrics = json.loads((damsm / "Model" / "metrics.json").read_text())
     chance = metrics["chance"]
     print(f"[demo] DAMSM validation top-1 retrieval among {round(1 / chance)} pairs: "
           f"image->text {metrics['top1_image_to_text']:.1%}, text->image {metrics['top1_text_to_image']:.1%} "
-          f"(chance {chance:.1%})")
-    print(f"[demo] encoders: {damsm_dir / 'Model'}  attention maps: {damsm_dir / 'Image'}  "
-          f"TensorBoard: tensorboard --logdir {damsm_dir / 'Log'}")
+          f"(chance {chance:.1%}); {time.time() - start:.0f} s so far", flush=True)
+    text_encoder = max((damsm / "Model").glob("text_encoder*.pth"), key=lambda p: int(p.stem[len("text_encoder"):]))
+    if args.damsm_only:
+        return 0
+
+    gan = OUT / "AttnGAN"
+    step("training AttnGAN", "python code/main.py",
+         ["--cfg", str(ROOT / "cfg/shapes_attn2.yml"), *common, "--output_dir", str(gan), "--set", f"TRAIN.NET_E={text_encoder}"],
+         attngan_main)
+    net_g = max((gan / "Model").glob("netG_epoch_*.pth"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    step("drawing the example captions", "python code/main.py",
+         ["--cfg", str(ROOT / "cfg/eval_shapes.yml"), "--gpu", "-1", "--data_dir", str(DATA), "--set", f"TRAIN.NET_G={net_g}",
+          f"TRAIN.NET_E={text_encoder}"], sample_main)
+    samples = net_g.with_suffix("")
     print(f"[demo] done in {time.time() - start:.0f} s")
+    print(f"[demo] samples and attention maps: {samples}/example_captions/ (0_s_<i>_g<k>.png, 0_s_<i>_a<k>.png; "
+          f"captions in {DATA / 'example_captions.txt'})")
+    print(f"[demo] checkpoints: {damsm / 'Model'} (DAMSM), {gan / 'Model'} (AttnGAN)")
+    print(f"[demo] monitoring images: {damsm / 'Image'}, {gan / 'Image'}")
+    print(f"[demo] TensorBoard: tensorboard --logdir {OUT}")
     return 0
 
 

@@ -71,3 +71,9 @@ def test_command_line_overrides():
         apply_overrides(cfg, ["TRAIN.MAX_EPOCHS=2"])
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         apply_overrides(cfg, ["TRAIN.MAX_EPOCH"])
+
+
+@pytest.mark.parametrize("name", ["DAMSM/shapes.yml", "shapes_attn2.yml", "eval_shapes.yml"])
+def test_our_configs_load(name):
+    cfg = load_config(ROOT / "cfg" / name)
+    assert cfg.DAMSM.IMAGE_BACKBONE == "compact" and cfg.DATA_DIR == "data/shapes"

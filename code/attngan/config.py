@@ -3,7 +3,7 @@
 The original keys keep their names and defaults so that the authors' YAML files load
 unchanged (``cfg.TRAIN.SMOOTH.GAMMA1`` and friends). Our additions live in their own
 sections: ``FIXES`` (switches that repair a quirk of the original, all off by default),
-``DAMSM`` (image backbone choices for DAMSM), ``AUGMENT`` (image augmentation) and
+``DAMSM`` (image backbone choices for DAMSM), ``EMA`` (G's moving average), ``AUGMENT`` (image augmentation) and
 ``RUN`` (outputs, resuming, logging intervals).
 """
 from __future__ import annotations
@@ -78,6 +78,9 @@ _DEFAULTS: dict[str, Any] = {
         # Validation batches per epoch (the original breaks after batch 50).
         "VAL_BATCHES": 50,
     },
+    # Moving average of G's parameters (the original: 0.999, from G's initial weights).
+    # A short run needs a faster average, or its snapshots stay close to the random start.
+    "EMA": {"DECAY": 0.999},
     # Training-time image augmentation. The original always flips; captions that name
     # left and right (the synthetic data) need it off.
     "AUGMENT": {"HORIZONTAL_FLIP": True},

@@ -136,16 +136,17 @@ class CompactImageEncoder(nn.Module):
     """A small trainable image encoder with CNN_ENCODER's interface (our addition).
 
     For data without ImageNet weights (the offline synthetic dataset). The input is
-    resized to ``image_size``; region features come at 1/4 of it ([B,nef,S/4,S/4]) and
-    the global code from a further 1/4.
+    resized to ``image_size``; region features come at 1/8 of it ([B,nef,S/8,S/8], 8x8 for
+    64 px) and the global code from a further 1/2.
     """
 
     def __init__(self, nef: int = 256, image_size: int = 64, width: int = 64):
         super().__init__()
         self.nef, self.image_size = nef, image_size
         self.local = nn.Sequential(_conv_bn_relu(3, width // 2, 1), _conv_bn_relu(width // 2, width, 2),
-                                   _conv_bn_relu(width, width * 2, 2), _conv_bn_relu(width * 2, width * 2, 1))
-        self.glob = nn.Sequential(_conv_bn_relu(width * 2, width * 4, 2), _conv_bn_relu(width * 4, width * 4, 2))
+                                   _conv_bn_relu(width, width * 2, 2), _conv_bn_relu(width * 2, width * 2, 2),
+                                   _conv_bn_relu(width * 2, width * 2, 1))
+        self.glob = nn.Sequential(_conv_bn_relu(width * 2, width * 4, 2), _conv_bn_relu(width * 4, width * 4, 1))
         self.emb_features = conv1x1(width * 2, nef)
         self.emb_cnn_code = nn.Linear(width * 4, nef)
         self.emb_features.weight.data.uniform_(-0.1, 0.1)

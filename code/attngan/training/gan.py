@@ -3,7 +3,8 @@
 Per step: text features from the frozen DAMSM text encoder, z ~ N(0,1), G forward, each
 D_i updated on its own loss, then G on its loss (adversarial terms of every stage +
 LAMBDA x DAMSM word and sentence losses of the last stage + KL), then an exponential
-moving average of G's parameters (decay 0.999; buffers are not averaged).
+moving average of G's parameters (decay EMA.DECAY, 0.999 as the original; buffers are
+not averaged).
 
 Outputs in the original's names: ``netG_epoch_{N}.pth`` (the averaged G) and
 ``netD{i}.pth`` every SNAPSHOT_INTERVAL epochs and at the end. Besides them,
@@ -36,7 +37,6 @@ from ..visualize import attention_figure, to_uint8
 from .damsm import image_encoder_path
 
 log = logging.getLogger(__name__)
-EMA_DECAY = 0.999
 STATE_FILE = "training_state.pth"
 
 
@@ -154,7 +154,7 @@ class GanTrainer:
     @torch.no_grad()
     def update_average(self) -> None:
         for p, avg in zip(self.net_g.parameters(), self.avg_g):
-            avg.mul_(EMA_DECAY).add_(p.detach(), alpha=1 - EMA_DECAY)
+            avg.mul_(self.cfg.EMA.DECAY).add_(p.detach(), alpha=1 - self.cfg.EMA.DECAY)
 
     @contextlib.contextmanager
     def averaged_generator(self):
