@@ -29,7 +29,7 @@ from tqdm import tqdm
 from .checkpoint import CheckpointError, load_weights
 from .config import ConfigError
 from .data.text import _raw_tokens, load_text_data, tokenize
-from .models import build_generator, build_text_encoder
+from .models import build_generator, build_text_encoder, text_features
 from .runtime import seed_everything
 from .visualize import stage_attention_figure, to_uint8
 
@@ -106,10 +106,7 @@ def encode_captions(sentences: Sequence[str], wordtoix: dict[str, int], source: 
 @torch.no_grad()
 def _forward(net_g: nn.Module, text_encoder: nn.Module, captions: torch.Tensor, cap_lens: torch.Tensor,
              z: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    captions, cap_lens = captions.to(z.device), cap_lens.to(z.device)
-    hidden = text_encoder.init_hidden(captions.size(0))
-    words_embs, sent_emb = text_encoder(captions, cap_lens, hidden)
-    mask = (captions == 0)[:, : words_embs.size(2)]
+    words_embs, sent_emb, mask = text_features(text_encoder, captions.to(z.device), cap_lens.to(z.device))
     fake_imgs, attention_maps, _, _ = net_g(z, sent_emb, words_embs, mask)
     return fake_imgs, attention_maps
 

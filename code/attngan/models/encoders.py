@@ -61,6 +61,15 @@ class RNN_ENCODER(nn.Module):
         return words_emb, sent_emb
 
 
+@torch.no_grad()
+def text_features(text_encoder: RNN_ENCODER, captions: torch.Tensor, cap_lens: torch.Tensor):
+    """Features of a length-sorted caption batch from a frozen text encoder:
+    (words_embs [B,nef,T], sent_emb [B,nef], padding mask [B,T]) with T = the longest caption,
+    the mask cut to T as the original does before the generator."""
+    words_embs, sent_emb = text_encoder(captions, cap_lens, text_encoder.init_hidden(captions.size(0)))
+    return words_embs, sent_emb, (captions == 0)[:, : words_embs.size(2)]
+
+
 _INCEPTION_LAYERS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
                      "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
                      "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")

@@ -32,7 +32,7 @@ from ..checkpoint import atomic_save, load_weights, original_format
 from ..data.datasets import build_dataset, prepare_data
 from ..data.loader import epoch_loader
 from ..losses import KL_loss, discriminator_loss, generator_loss
-from ..models import build_discriminators, build_generator, build_image_encoder, build_text_encoder
+from ..models import build_discriminators, build_generator, build_image_encoder, build_text_encoder, text_features
 from ..visualize import attention_figure, to_uint8
 from .damsm import image_encoder_path
 
@@ -61,13 +61,6 @@ def generator_epoch(path: str | Path) -> int:
     if not match:
         raise ValueError(f"TRAIN.NET_G {path}: expected a file named netG_epoch_<N>.pth to resume from")
     return int(match.group(1))
-
-
-def text_features(text_encoder, captions, cap_lens):
-    """-> (words_embs [B,nef,T], sent_emb [B,nef], mask [B,T]) without gradients."""
-    with torch.no_grad():
-        words_embs, sent_emb = text_encoder(captions, cap_lens, text_encoder.init_hidden(captions.size(0)))
-    return words_embs, sent_emb, (captions == 0)[:, : words_embs.size(2)]
 
 
 def _rng_state() -> dict:
