@@ -77,3 +77,19 @@ def test_failed_save_keeps_the_previous_file(tmp_path):
         atomic_save({"a": Unpicklable()}, path)
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(1))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.pth"]
+
+
+def test_full_size_damsm_encoders_in_the_authors_format(tmp_path):
+    """text_encoder200.pth / image_encoder200.pth as PyTorch 0.3 wrote them (no
+    num_batches_tracked, no metadata) load strictly into freshly built bird encoders."""
+    from attngan.models import build_image_encoder, build_text_encoder
+
+    cfg = load_config()
+    torch.manual_seed(0)
+    for name, build in (("text_encoder200.pth", lambda: build_text_encoder(cfg, 5450)),
+                        ("image_encoder200.pth", lambda: build_image_encoder(cfg))):
+        saved = build()
+        old = OrderedDict((k, v.clone()) for k, v in saved.state_dict().items() if "num_batches" not in k)
+        torch.save(old, tmp_path / name)
+        loaded = load_weights(build(), tmp_path / name)
+        assert all(torch.equal(old[k], v) for k, v in loaded.state_dict().items() if k in old)
