@@ -1,6 +1,5 @@
 """AttnGAN training: losses against plain formulas, the moving average, one step, snapshots,
 and an interrupted run that resumes to the same weights as an uninterrupted one."""
-import json
 
 import numpy as np
 import pytest
@@ -60,7 +59,6 @@ class FixedD(nn.Module):
 
     def __init__(self, p_real_cond, p_fake_cond, p_wrong, p_real_uncond=None, p_fake_uncond=None):
         super().__init__()
-        self.p = dict(real_cond=p_real_cond, fake_cond=p_fake_cond, wrong=p_wrong)
         self.COND_DNET = lambda f, c: torch.where(f[:, 0] > 0, torch.full_like(f[:, 0], p_real_cond if len(f) == 3 else p_wrong),
                                                   torch.full_like(f[:, 0], p_fake_cond))
         self.UNCOND_DNET = None if p_real_uncond is None else (

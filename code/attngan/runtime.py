@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 import datetime
-import logging
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 from easydict import EasyDict
-
-log = logging.getLogger(__name__)
-
 
 def select_device(gpu_id: int) -> torch.device:
     """``-1`` is the CPU; any other id must name a CUDA device that exists."""
