@@ -1,4 +1,4 @@
-"""Run-time plumbing shared by the commands: device, seeds, output folders, loaders."""
+"""Run-time plumbing shared by the commands: device, seeds, output folders."""
 from __future__ import annotations
 
 import datetime
@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from easydict import EasyDict
+
 
 def select_device(gpu_id: int) -> torch.device:
     """``-1`` is the CPU; any other id must name a CUDA device that exists."""
