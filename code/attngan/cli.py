@@ -9,8 +9,20 @@ import random
 import sys
 from pathlib import Path
 
-from .config import ConfigError, apply_overrides, load_config
+from .config import apply_overrides, load_config
 from .runtime import run_dir, seed_everything, select_device
+
+
+# The errors a user can cause (ConfigError and CheckpointError are ValueErrors; a CUDA id
+# without CUDA is a RuntimeError): reported in one line, exit status 2.
+USER_ERRORS = (FileNotFoundError, ValueError, RuntimeError)
+
+
+def report(err: Exception) -> int:
+    """Print a user error as one line on stderr (traceback at debug level); returns 2."""
+    logging.getLogger("attngan").debug("failed", exc_info=True)
+    print(f"error ({type(err).__name__}): {err}", file=sys.stderr)
+    return 2
 
 
 def base_parser(description: str, default_cfg: str) -> argparse.ArgumentParser:
@@ -54,10 +66,8 @@ def pretrain_damsm_main(argv: list[str] | None = None) -> int:
         cfg, device, seed = setup(args)
         out = run_dir(cfg, args.output_dir)
         metrics = train_damsm(cfg, device, out, seed)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
-        logging.getLogger("attngan").debug("failed", exc_info=True)
-        print(f"error ({type(err).__name__}): {err}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as err:
+        return report(err)
     print(json.dumps({"output_dir": str(out), **{k: round(float(v), 4) for k, v in metrics.items()}}))
     return 0
 
@@ -71,15 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.cfg_file)
         apply_overrides(cfg, args.overrides)
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"error ({type(err).__name__}): {err}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as err:
+        return report(err)
     if not cfg.TRAIN.FLAG:
         from .sampling import sample_main
 
         return sample_main(argv)
     args = parser.parse_args(argv)
-    from .checkpoint import CheckpointError
     from .training.gan import train_gan
 
     try:
@@ -91,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             output_dir = str(Path(cfg.RUN.RESUME).resolve().parent.parent)
         out = run_dir(cfg, output_dir)
         last = train_gan(cfg, device, out, seed)
-    except (ConfigError, FileNotFoundError, CheckpointError, ValueError, RuntimeError) as err:
-        logging.getLogger("attngan").debug("failed", exc_info=True)
-        print(f"error ({type(err).__name__}): {err}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as err:
+        return report(err)
     print(json.dumps({"output_dir": str(out), "checkpoint": str(last)}))
     return 0

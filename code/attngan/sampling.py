@@ -325,7 +325,7 @@ def sample_main(argv: list[str] | None = None) -> int:
     """``attngan-sample``: ``--caption TEXT`` (repeatable) samples those captions; without
     it, B_VALIDATION picks the example captions (False) or the test split (True), as the
     original's ``main.py`` with TRAIN.FLAG False. Seed 100 unless --manualSeed."""
-    from .cli import base_parser, setup
+    from .cli import USER_ERRORS, base_parser, report, setup
 
     parser = base_parser("Generate images with a trained AttnGAN generator (TRAIN.NET_G, TRAIN.NET_E).",
                          "cfg/eval_bird.yml")
@@ -355,10 +355,8 @@ def sample_main(argv: list[str] | None = None) -> int:
         else:
             files = gen_example(cfg, device)
             summary = {"mode": "example", "output_dir": str(output_root(cfg.TRAIN.NET_G)), "files": len(files)}
-    except (ConfigError, FileNotFoundError, CheckpointError, ValueError, RuntimeError) as err:
-        log.debug("failed", exc_info=True)
-        print(f"error ({type(err).__name__}): {err}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as err:
+        return report(err)
     print(json.dumps(summary))
     return 0
 
