@@ -3,8 +3,8 @@
 The original keys keep their names and defaults so that the authors' YAML files load
 unchanged (``cfg.TRAIN.SMOOTH.GAMMA1`` and friends). Our additions live in their own
 sections: ``FIXES`` (switches that repair a quirk of the original, all off by default),
-``DAMSM`` (image backbone choices for DAMSM), ``EMA`` (G's moving average), ``AUGMENT`` (image augmentation) and
-``RUN`` (outputs, resuming, logging intervals).
+``DAMSM`` (image backbone choices for DAMSM), ``EMA`` (G's moving average), ``AUGMENT`` (image augmentation), ``EVAL`` (the metrics)
+and ``RUN`` (outputs, resuming, logging intervals).
 """
 from __future__ import annotations
 
@@ -84,6 +84,29 @@ _DEFAULTS: dict[str, Any] = {
     # Training-time image augmentation. The original always flips; captions that name
     # left and right (the synthetic data) need it off.
     "AUGMENT": {"HORIZONTAL_FLIP": True},
+    # Evaluation (attngan-eval, and during training when EVERY_EPOCHS > 0).
+    "EVAL": {
+        # Metrics to compute, comma-separated: rp (R-precision), is, fid, loc (attention
+        # localisation, datasets with objects.json).
+        "METRICS": "rp,is,fid",
+        # Generated images to score: every test caption in turn, cycled until this many
+        # (the paper's protocol: 30,000).
+        "NUM_SAMPLES": 30000,
+        "BATCH_SIZE": 50,
+        # Groups for the mean and standard deviation of R-precision and the Inception score.
+        "SPLITS": 10,
+        # Captions of other classes ranked against the true one in R-precision.
+        "R_MISMATCHED": 99,
+        # Local file of the Inception weights used for IS and FID (torch-fidelity's
+        # pt_inception-2015-12-05); '' = the library's usual download.
+        "INCEPTION_WEIGHTS": "",
+        # Score the images of this folder (with their captions) instead of generating.
+        "IMAGE_DIR": "",
+        # During training: evaluate every N epochs (0 = never), on this many samples.
+        "EVERY_EPOCHS": 0,
+        "TRAIN_NUM_SAMPLES": 2000,
+        "SEED": 0,
+    },
     "RUN": {
         "OUTPUT_DIR": "output",
         # A full training-state checkpoint (Model/training_state.pth) to continue from.
@@ -92,6 +115,9 @@ _DEFAULTS: dict[str, Any] = {
         # original printed every 100 steps and drew images every 1000).
         "LOG_INTERVAL": 100,
         "IMAGE_INTERVAL": 1000,
+        # AttnGAN's G and D arithmetic: 'fp32' (the original) or 'bf16' (autocast; the
+        # frozen text encoder, the losses' reductions and the weights stay float32).
+        "PRECISION": "fp32",
     },
 }
 

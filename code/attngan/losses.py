@@ -98,6 +98,13 @@ def retrieval_top1(scores: torch.Tensor) -> tuple[float, float]:
     return i2t, t2i
 
 
+def _bce(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy on probabilities, in float32 even under autocast (which
+    refuses it: in bf16 the log of a probability near 1 loses every digit)."""
+    with torch.autocast(probs.device.type, enabled=False):
+        return F.binary_cross_entropy(probs.float(), target.float())
+
+
 def discriminator_loss(netD, real_imgs: torch.Tensor, fake_imgs: torch.Tensor, conditions: torch.Tensor) -> dict:
     """One stage's D loss (binary cross-entropy on sigmoid outputs), as the original.
 
@@ -109,14 +116,14 @@ def discriminator_loss(netD, real_imgs: torch.Tensor, fake_imgs: torch.Tensor, c
     batch = real_features.size(0)
     ones, zeros = real_features.new_ones(batch), real_features.new_zeros(batch)
     terms = {
-        "cond_real": F.binary_cross_entropy(netD.COND_DNET(real_features, conditions), ones),
-        "cond_fake": F.binary_cross_entropy(netD.COND_DNET(fake_features, conditions), zeros),
-        "cond_wrong": F.binary_cross_entropy(netD.COND_DNET(real_features[: batch - 1], conditions[1:batch]),
+        "cond_real": _bce(netD.COND_DNET(real_features, conditions), ones),
+        "cond_fake": _bce(netD.COND_DNET(fake_features, conditions), zeros),
+        "cond_wrong": _bce(netD.COND_DNET(real_features[: batch - 1], conditions[1:batch]),
                                              zeros[1:batch]),
     }
     if netD.UNCOND_DNET is not None:
-        terms["uncond_real"] = F.binary_cross_entropy(netD.UNCOND_DNET(real_features), ones)
-        terms["uncond_fake"] = F.binary_cross_entropy(netD.UNCOND_DNET(fake_features), zeros)
+        terms["uncond_real"] = _bce(netD.UNCOND_DNET(real_features), ones)
+        terms["uncond_fake"] = _bce(netD.UNCOND_DNET(fake_features), zeros)
         terms["errD"] = ((terms["uncond_real"] + terms["cond_real"]) / 2.0
                          + (terms["uncond_fake"] + terms["cond_fake"] + terms["cond_wrong"]) / 3.0)
     else:
@@ -136,10 +143,10 @@ def generator_loss(netsD, image_encoder, fake_imgs, words_embs, sent_emb, cap_le
     terms, total = {}, 0.0
     for i, netD in enumerate(netsD):
         features = netD(fake_imgs[i])
-        terms[f"cond{i}"] = F.binary_cross_entropy(netD.COND_DNET(features, sent_emb), ones)
+        terms[f"cond{i}"] = _bce(netD.COND_DNET(features, sent_emb), ones)
         total = total + terms[f"cond{i}"]
         if netD.UNCOND_DNET is not None:
-            terms[f"uncond{i}"] = F.binary_cross_entropy(netD.UNCOND_DNET(features), ones)
+            terms[f"uncond{i}"] = _bce(netD.UNCOND_DNET(features), ones)
             total = total + terms[f"uncond{i}"]
     region_features, cnn_code = image_encoder(fake_imgs[len(netsD) - 1])
     w0, w1, _ = words_loss(region_features, words_embs, labels, cap_lens, class_ids,

@@ -63,6 +63,15 @@ def generator_epoch(path: str | Path) -> int:
     return int(match.group(1))
 
 
+def mixed_precision(precision: str, device: torch.device):
+    """A factory of autocast contexts for RUN.PRECISION: 'fp32' (no autocast) or 'bf16'.
+    bf16 keeps float32's exponent range, so no loss scaling is needed."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"RUN.PRECISION must be 'fp32' or 'bf16', got {precision!r}")
+    enabled = precision == "bf16"
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 def _rng_state() -> dict:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {"python": random.getstate(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
@@ -101,6 +110,7 @@ class GanTrainer:
         self.opt_g = torch.optim.Adam(self.net_g.parameters(), lr=cfg.TRAIN.GENERATOR_LR, betas=betas)
         self.opts_d = [torch.optim.Adam(d.parameters(), lr=cfg.TRAIN.DISCRIMINATOR_LR, betas=betas) for d in self.nets_d]
         self.fixed_noise = torch.randn(self.batch_size, cfg.GAN.Z_DIM, device=device)
+        self.autocast = mixed_precision(cfg.RUN.PRECISION, device)
         self.monitor_batch: tuple[torch.Tensor, torch.Tensor] | None = None
         self.stop_requested = False
         if cfg.RUN.RESUME:
@@ -124,19 +134,22 @@ class GanTrainer:
             self.monitor_batch = (captions.detach().clone(), cap_lens.detach().clone())
         words_embs, sent_emb, mask = text_features(self.text_encoder, captions, cap_lens)
         noise = torch.randn(captions.size(0), cfg.GAN.Z_DIM, device=self.device)
-        fake_imgs, _, mu, logvar = self.net_g(noise, sent_emb, words_embs, mask)
+        with self.autocast():
+            fake_imgs, _, mu, logvar = self.net_g(noise, sent_emb, words_embs, mask)
         logs: dict[str, float] = {}
         for i, (net_d, opt_d) in enumerate(zip(self.nets_d, self.opts_d)):
             net_d.zero_grad(set_to_none=True)
-            terms = discriminator_loss(net_d, imgs[i], fake_imgs[i], sent_emb)
+            with self.autocast():
+                terms = discriminator_loss(net_d, imgs[i], fake_imgs[i], sent_emb)
             terms["errD"].backward()
             opt_d.step()
             logs.update({f"D{i}/{k}": v.item() for k, v in terms.items()})
         self.net_g.zero_grad(set_to_none=True)
         smooth = cfg.TRAIN.SMOOTH
-        terms = generator_loss(self.nets_d, self.image_encoder, fake_imgs, words_embs, sent_emb, cap_lens, class_ids,
-                               smooth.GAMMA1, smooth.GAMMA2, smooth.GAMMA3, smooth.LAMBDA)
-        terms["kl_loss"] = KL_loss(mu, logvar)
+        with self.autocast():
+            terms = generator_loss(self.nets_d, self.image_encoder, fake_imgs, words_embs, sent_emb, cap_lens,
+                                   class_ids, smooth.GAMMA1, smooth.GAMMA2, smooth.GAMMA3, smooth.LAMBDA)
+        terms["kl_loss"] = KL_loss(mu.float(), logvar.float())
         terms["errG"] = terms["errG"] + terms["kl_loss"]
         terms["errG"].backward()
         self.opt_g.step()
