@@ -211,7 +211,7 @@ def test_force_keeps_foreign_files(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("kwargs", [{"num_images": 1}, {"image_size": 8},
-                                    {"test_fraction": 0.0}, {"max_objects": 10}])
+                                    {"test_fraction": 0.0}, {"max_objects": 10}, {"object_scale": 0.0}])
 def test_bad_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         make_shapes_dataset(tmp_path / "x", **kwargs)
@@ -228,3 +228,23 @@ def test_three_captions_name_every_object(tmp_path):
         assert len(captions) == 3
         for obj in record["objects"]:
             assert all(set(obj["words"]) <= set(_tokens(c)) for c in captions), (key, obj)
+
+
+def test_scaled_objects_are_larger_centred_and_drawn(tmp_path):
+    """object_scale 2: sides of 2 x 0.5 and 2 x 0.85 of a 48/3 px cell (16 and 27 px),
+    centred within 48/16 = 3 px (+1 of rounding) of a cell centre (8, 24 or 40 px),
+    unless pushed against the image border."""
+    out = tmp_path / "big"
+    make_shapes_dataset(out, num_images=40, image_size=48, max_objects=1, object_scale=2.0)
+    data = json.loads((out / "objects.json").read_text())
+    assert data["settings"]["object_scale"] == 2.0 and data["settings"]["max_objects"] == 1
+    for key, record in data["images"].items():
+        (obj,) = record["objects"]
+        x, y, w, h = obj["box"]
+        assert w == h == {"small": 16, "large": 27}[obj["size"]]
+        assert x >= 0 and y >= 0 and x + w <= 48 and y + h <= 48
+        for start in (x, y):
+            centre = start + w / 2
+            assert start in (0, 48 - w) or min(abs(centre - c) for c in (8, 24, 40)) <= 4, (key, obj)
+        pixels = np.asarray(Image.open(out / "images" / f"{key}.jpg"))
+        assert _nearest_color(pixels[y + h // 2, x + w // 2]) == obj["color"]

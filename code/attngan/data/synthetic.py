@@ -152,13 +152,21 @@ def _sample_scene(rng: np.random.Generator, max_objects: int,
     return Scene(background, objects)
 
 
-def _shape_box(obj: ShapeObject, image_size: int,
-               rng: np.random.Generator) -> tuple[int, int, int, int]:
-    """Box (x, y, w, h) of the object: a square inside its grid cell, 1 px margin."""
+def _shape_box(obj: ShapeObject, image_size: int, rng: np.random.Generator,
+               object_scale: float = 1.0) -> tuple[int, int, int, int]:
+    """Box (x, y, w, h) of the object: a square inside its grid cell, 1 px margin; with
+    ``object_scale`` > 1, a square of that many times the side, centred near the cell's
+    centre (jitter of 1/16 of the image) and kept inside the image."""
     row, col = obj.cell
     x0, x1 = col * image_size // 3, (col + 1) * image_size // 3
     y0, y1 = row * image_size // 3, (row + 1) * image_size // 3
-    side = max(2, round(SIZE_FRACTION[obj.size] * image_size / 3))
+    side = max(2, round(SIZE_FRACTION[obj.size] * object_scale * image_size / 3))
+    if object_scale > 1:
+        side = min(side, image_size)
+        jitter = image_size // 16
+        x, y = ((lo + hi) / 2 - side / 2 + int(rng.integers(-jitter, jitter + 1)) for lo, hi in ((x0, x1), (y0, y1)))
+        return (int(min(max(round(x), 0), image_size - side)), int(min(max(round(y), 0), image_size - side)),
+                side, side)
     side = min(side, x1 - x0 - 2, y1 - y0 - 2)
     x = x0 + 1 + int(rng.integers(x1 - x0 - 2 - side + 1))
     y = y0 + 1 + int(rng.integers(y1 - y0 - 2 - side + 1))
@@ -183,14 +191,14 @@ def _draw_object(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int
         raise ValueError(f"unknown shape {shape!r}")
 
 
-def _render(scene: Scene, image_size: int,
-            rng: np.random.Generator) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+def _render(scene: Scene, image_size: int, rng: np.random.Generator,
+            object_scale: float = 1.0) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
     """Draw the scene; returns the RGB image and the box of every object."""
     image = Image.new("RGB", (image_size, image_size), COLORS[scene.background])
     draw = ImageDraw.Draw(image)
     boxes = []
     for obj in scene.objects:
-        box = _shape_box(obj, image_size, rng)
+        box = _shape_box(obj, image_size, rng, object_scale)
         _draw_object(draw, obj.shape, box, COLORS[obj.color])
         boxes.append(box)
     return image, boxes
@@ -300,7 +308,7 @@ def _write_examples(out_dir: Path, max_objects: int, rng: np.random.Generator) -
 
 
 def _validate(num_images: int, image_size: int, test_fraction: float,
-              captions_per_image: int, max_objects: int) -> None:
+              captions_per_image: int, max_objects: int, object_scale: float) -> None:
     if num_images < 2:
         raise ValueError(f"num_images must be >= 2, got {num_images}")
     if image_size < 16:
@@ -311,26 +319,30 @@ def _validate(num_images: int, image_size: int, test_fraction: float,
         raise ValueError(f"captions_per_image must be >= 1, got {captions_per_image}")
     if not 1 <= max_objects <= 9:
         raise ValueError(f"max_objects must be in 1..9, got {max_objects}")
+    if not 0 < object_scale <= 3:
+        raise ValueError(f"object_scale must be in (0, 3], got {object_scale}")
 
 
 def make_shapes_dataset(out_dir: str | Path, num_images: int = 1200, image_size: int = 64,
                         seed: int = 0, test_fraction: float = 1 / 6,
                         captions_per_image: int = 10, max_objects: int = 3,
-                        overwrite: bool = False) -> dict[str, Any]:
+                        object_scale: float = 1.0, overwrite: bool = False) -> dict[str, Any]:
     """Write the shapes dataset to ``out_dir``; the same arguments give identical files.
 
+    ``object_scale`` > 1 draws larger objects, centred on their grid cells (they may
+    overlap when there are several): the easier data the demo trains on.
     Written into the sibling folder ``.<name>.partial`` first and moved into place at
     the end, so a failure leaves an existing dataset untouched. Raises FileExistsError if ``out_dir``
     is non-empty and not ``overwrite`` (and always if it holds files of its own).
     Returns a summary: out_dir, num_images, num_train, num_test, image_size,
     num_classes (distinct main-object classes), vocab_size (distinct caption words).
     """
-    _validate(num_images, image_size, test_fraction, captions_per_image, max_objects)
+    _validate(num_images, image_size, test_fraction, captions_per_image, max_objects, object_scale)
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
     args = dict(seed=seed, num_images=num_images, image_size=image_size,
                 test_fraction=test_fraction, captions_per_image=captions_per_image,
-                max_objects=max_objects)
+                max_objects=max_objects, object_scale=object_scale)
     partial = out_dir.parent / f".{out_dir.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -350,7 +362,7 @@ def make_shapes_dataset(out_dir: str | Path, num_images: int = 1200, image_size:
 
 def _write_dataset(out_dir: Path, seed: int, num_images: int, image_size: int,
                    test_fraction: float, captions_per_image: int,
-                   max_objects: int) -> dict[str, Any]:
+                   max_objects: int, object_scale: float) -> dict[str, Any]:
     """Write every file but README.txt into the existing empty folder ``out_dir``."""
     rng = np.random.default_rng(seed)
     for sub in ("images", "text", "train", "test"):
@@ -363,7 +375,7 @@ def _write_dataset(out_dir: Path, seed: int, num_images: int, image_size: int,
     vocabulary: set[str] = set()
     for key in keys:
         scene = _sample_scene(rng, max_objects)
-        image, boxes = _render(scene, image_size, rng)
+        image, boxes = _render(scene, image_size, rng, object_scale)
         image.save(out_dir / "images" / f"{key}.jpg", quality=95, subsampling=0)
         captions = _captions(scene, captions_per_image, rng)
         (out_dir / "text" / f"{key}.txt").write_text("\n".join(captions) + "\n",
@@ -378,7 +390,9 @@ def _write_dataset(out_dir: Path, seed: int, num_images: int, image_size: int,
                               ("test", [k for k in keys if k in test_keys])):
         _dump_pickle(split_keys, out_dir / split / "filenames.pickle")
         _dump_pickle([classes[k] for k in split_keys], out_dir / split / "class_info.pickle")
-    side = {"image_size": image_size, "colors": {k: list(v) for k, v in COLORS.items()},
+    settings = dict(seed=seed, num_images=num_images, image_size=image_size, test_fraction=test_fraction,
+                    captions_per_image=captions_per_image, max_objects=max_objects, object_scale=object_scale)
+    side = {"settings": settings, "image_size": image_size, "colors": {k: list(v) for k, v in COLORS.items()},
             "shapes": list(SHAPES), "images": records}
     (out_dir / "objects.json").write_text(json.dumps(side) + "\n", encoding="ascii")
     _write_examples(out_dir, max_objects, rng)
@@ -398,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-fraction", type=float, default=1 / 6)
     parser.add_argument("--max-objects", type=int, default=3)
+    parser.add_argument("--object-scale", type=float, default=1.0,
+                        help="object size multiplier; above 1, objects centred on their grid cell")
     parser.add_argument("--force", action="store_true",
                         help="replace an existing dataset in --out")
     args = parser.parse_args(argv)
@@ -405,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = make_shapes_dataset(
             args.out, num_images=args.num_images, image_size=args.image_size,
             seed=args.seed, test_fraction=args.test_fraction,
-            max_objects=args.max_objects, overwrite=args.force)
+            max_objects=args.max_objects, object_scale=args.object_scale, overwrite=args.force)
     except (FileExistsError, ValueError) as err:
         parser.exit(2, f"attngan-make-shapes: error: {err}\n")
     print(f"wrote {summary['num_images']} images ({summary['num_train']} train, "
