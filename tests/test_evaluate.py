@@ -16,7 +16,9 @@ from attngan.checkpoint import save_weights
 from attngan.config import load_config
 from attngan.data.synthetic import make_shapes_dataset
 from attngan.data.text import load_text_data
-from attngan.evaluate import MANIFEST, evaluate, main, parse_metrics, read_manifest, sample_rows
+from attngan.evaluation import evaluate, main, parse_metrics
+from attngan.evaluation.captions import sample_rows
+from attngan.evaluation.folder import MANIFEST, read_manifest
 from attngan.models import build_generator, build_image_encoder, build_text_encoder
 
 CPU = torch.device("cpu")

@@ -12,7 +12,7 @@ from attngan.config import load_config
 from attngan.data.datasets import build_dataset
 from attngan.data.synthetic import make_shapes_dataset
 from attngan.metrics.localisation import (Localisation, damsm_localisation, generator_localisation, load_objects,
-                                          peak_hits, view_box, words_naming_objects)
+                                          peak_cells, peak_hits, view_box, words_naming_objects)
 from attngan.models import build_generator, build_image_encoder, build_text_encoder
 
 CPU = torch.device("cpu")
@@ -26,11 +26,15 @@ def peaked(h, w, cells):
     return maps
 
 
+def map_hits(maps, boxes, image_size):
+    return peak_hits(peak_cells(maps), maps.shape[1:], boxes, image_size)
+
+
 def test_peaks_at_box_centres_all_hit():
     # 32 px frame, 8x8 grid: cell (i, j) covers [4j, 4j+4) x [4i, 4i+4).
     boxes = [[1, 1, 6, 6], [20, 8, 10, 4], [28, 28, 4, 4]]
     centres = [(int((y + h / 2) // 4), int((x + w / 2) // 4)) for x, y, w, h in boxes]
-    hits, chance = peak_hits(peaked(8, 8, centres), boxes, 32)
+    hits, chance = map_hits(peaked(8, 8, centres), boxes, 32)
     assert hits.tolist() == [True, True, True]
     # Cells overlapped: box 0 rows/cols 0..1 (2x2); box 1 cols 5..7, rows 2 (3x1); box 2 (1x1).
     assert chance.tolist() == [4 / 64, 3 / 64, 1 / 64]
@@ -38,7 +42,7 @@ def test_peaks_at_box_centres_all_hit():
 
 def test_peaks_outside_every_box_all_miss():
     boxes = [[1, 1, 6, 6], [20, 8, 10, 4]]
-    hits, _ = peak_hits(peaked(8, 8, [(7, 0), (0, 7)]), boxes, 32)
+    hits, _ = map_hits(peaked(8, 8, [(7, 0), (0, 7)]), boxes, 32)
     assert hits.tolist() == [False, False]
 
 
@@ -47,16 +51,25 @@ def test_chance_is_the_fraction_of_overlapping_cells_and_edges_do_not_count():
     # columns 0 ([0,2)) and 1 ([2,4)) overlap, column 2 ([4,6)) only touches x = 4; row 1
     # ([2,4)) overlaps, row 0 ([0,2)) only touches y = 2. So 2 cells of 16: chance 1/8.
     box = [1, 2, 3, 1]
-    hits, chance = peak_hits(peaked(4, 4, [(1, 0), (1, 1), (1, 2), (0, 1)]), [box] * 4, 8)
+    hits, chance = map_hits(peaked(4, 4, [(1, 0), (1, 1), (1, 2), (0, 1)]), [box] * 4, 8)
     assert hits.tolist() == [True, True, False, False]
     assert chance.tolist() == [0.125] * 4
 
 
 def test_words_without_a_box_are_not_scored():
-    hits, chance = peak_hits(peaked(4, 4, [(0, 0), (3, 3), (0, 0)]), [None, [6, 6, 2, 2], None], 8)
+    hits, chance = map_hits(peaked(4, 4, [(0, 0), (3, 3), (0, 0)]), [None, [6, 6, 2, 2], None], 8)
     assert hits.tolist() == [True] and chance.tolist() == [1 / 16]
-    with pytest.raises(ValueError, match="2 boxes"):
-        peak_hits(torch.zeros(3, 4, 4), [None, None], 8)
+    with pytest.raises(ValueError, match="3 peaks for 2 boxes"):
+        map_hits(torch.zeros(3, 4, 4), [None, None], 8)
+
+
+def test_peaks_of_a_batch_are_each_maps_first_maximum():
+    maps = torch.zeros(2, 3, 4, 5)
+    maps[0, 1, 2, 3] = maps[0, 1, 3, 0] = 1.0  # a tie: the first cell in row-major order
+    maps[1, 2, 0, 4] = 2.0
+    cells = peak_cells(maps)
+    assert cells.shape == (2, 3) and cells[0, 1] == 2 * 5 + 3 and cells[1, 2] == 4
+    assert cells[0, 0] == 0  # a flat map peaks at its first cell
 
 
 def test_only_words_naming_one_object_get_its_box():
@@ -131,6 +144,34 @@ def test_generator_localisation_runs_per_stage_and_is_deterministic(tiny):
            for _ in range(2)]
     assert few[0][0].as_dict() == few[1][0].as_dict()
     assert 0 < few[0][0].words < results[0].words
+
+
+# Recorded from the per-caption implementation (each caption decoding its own image, commit
+# fb9049d) on seeded random networks: {kind: (hits, chance summed in grid cells, words)}.
+RECORDED_DAMSM = {  # (seed, batch_size); the 4x4 region grid
+    (0, 8): {"all": (12, 216, 83), "colour": (3, 92, 36), "shape": (9, 124, 47)},
+    (4, 25): {"all": (11, 214, 80), "colour": (3, 88, 34), "shape": (8, 126, 46)},
+}
+RECORDED_GENERATOR = {"all": (10, 23820, 78), "colour": (4, 10492, 34), "shape": (6, 13328, 44)}  # seed 3, batch 8
+
+
+def same_as_recorded(result, recorded, cells):
+    for kind, (hits, chance, words) in recorded.items():
+        r = result if kind == "all" else result.by_kind[kind]
+        assert (r.hit_rate, r.chance, r.words) == (hits / words, chance / cells / words, words), kind
+
+
+def test_localisation_matches_the_recorded_numbers(tiny):
+    cfg, dataset, objects, _ = tiny
+    torch.manual_seed(0)
+    text_encoder, image_encoder, net_g = (build_text_encoder(cfg, dataset.n_words), build_image_encoder(cfg),
+                                          build_generator(cfg))
+    for (seed, batch_size), recorded in RECORDED_DAMSM.items():
+        result = damsm_localisation(image_encoder, text_encoder, dataset, objects, CPU, batch_size,
+                                    gamma1=cfg.TRAIN.SMOOTH.GAMMA1, seed=seed)
+        same_as_recorded(result, recorded, 4 * 4)
+    stage2, = generator_localisation(net_g, text_encoder, dataset, objects, CPU, batch_size=8, seed=3)
+    same_as_recorded(stage2, RECORDED_GENERATOR, 64 * 64)
 
 
 def test_damsm_localisation_runs_on_random_encoders(tiny):

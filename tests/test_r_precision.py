@@ -46,3 +46,12 @@ def test_mismatched_captions_come_from_other_classes():
     assert all((pool_classes[drawn[i]] != image_classes[i]).all() for i in range(4))
     with pytest.raises(ValueError, match="no caption of another class"):
         draw_mismatched(np.array([0]), np.array([0, 0]), 5, rng)
+
+
+def test_chunks_give_the_same_result_as_one_pass():
+    sentences, labels = toy(n=1000)
+    noisy = sentences + 3.0 * torch.randn(sentences.shape, generator=torch.Generator().manual_seed(2))
+    whole = r_precision(noisy, sentences, labels, sentences, labels, seed=5, chunk=len(noisy))
+    for chunk in (1, 7, 100, 999):
+        part = r_precision(noisy, sentences, labels, sentences, labels, seed=5, chunk=chunk)
+        assert (part.mean, part.std) == (whole.mean, whole.std) and np.array_equal(part.hits, whole.hits)

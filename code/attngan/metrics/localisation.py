@@ -83,18 +83,23 @@ def words_naming_objects(tokens: Sequence[str], objects: Sequence[dict[str, Any]
     return [named.get(token) for token in tokens]
 
 
-def peak_hits(attention: torch.Tensor | np.ndarray, boxes: Sequence[Box | None],
+def peak_cells(maps: torch.Tensor) -> np.ndarray:
+    """maps [..., h, w] -> the flat index of each map's argmax cell [...] (the first on ties),
+    on the CPU: one transfer for a whole batch of maps."""
+    return maps.detach().flatten(-2).argmax(dim=-1).cpu().numpy()
+
+
+def peak_hits(cells: np.ndarray, grid: Sequence[int], boxes: Sequence[Box | None],
               image_size: float) -> tuple[np.ndarray, np.ndarray]:
-    """attention [W,h,w] (one map per word), boxes [W] (None: not scored), all in an
-    ``image_size`` frame -> (hits [n] bool, chance [n] float) of the n words with a box."""
-    maps = torch.as_tensor(attention).detach().float().cpu()
-    if maps.dim() != 3 or maps.size(0) != len(boxes):
-        raise ValueError(f"attention must be [W,h,w] with W = {len(boxes)} boxes, got {tuple(maps.shape)}")
-    _, h, w = maps.shape
-    peaks = maps.flatten(1).argmax(dim=1).numpy()
+    """cells [W] (each word's peak, a flat index into its h x w ``grid``), boxes [W] (None:
+    not scored), all in an ``image_size`` frame -> (hits [n] bool, chance [n] float) of the
+    n words with a box."""
+    if len(cells) != len(boxes):
+        raise ValueError(f"{len(cells)} peaks for {len(boxes)} boxes")
+    h, w = grid
     ys, xs = np.arange(h + 1) * image_size / h, np.arange(w + 1) * image_size / w  # cell edges
     hits, chance = [], []
-    for peak, box in zip(peaks, boxes):
+    for peak, box in zip(cells, boxes):
         if box is None:
             continue
         x, y, bw, bh = box
@@ -122,9 +127,9 @@ class _Tally:
         self.chance: list[np.ndarray] = []
         self.kinds: list[str] = []
 
-    def add(self, attention: torch.Tensor, tokens: list[str], boxes: list[Box | None], size: int,
-            objects: dict[str, Any]) -> None:
-        hits, chance = peak_hits(attention, boxes, size)
+    def add(self, cells: np.ndarray, grid: Sequence[int], tokens: list[str], boxes: list[Box | None],
+            size: int, objects: dict[str, Any]) -> None:
+        hits, chance = peak_hits(cells, grid, boxes, size)
         self.hits.append(hits)
         self.chance.append(chance)
         self.kinds += ["colour" if t in objects["colors"] else "shape" for t, b in zip(tokens, boxes) if b is not None]
@@ -157,26 +162,37 @@ def _evaluating(*modules: nn.Module) -> Iterator[None]:
             m.train(mode)
 
 
-def _captions(dataset: TextDataset, objects: dict[str, Any], indices: Sequence[int], rng: np.random.Generator
-              ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[list[str]], list[list[Box | None]]]:
-    """Test captions ``indices`` (into ``dataset.captions``) as the model sees them, sorted by
-    length (descending, stable): (ids [B,WORDS_NUM], lengths [B], image keys, tokens, boxes
-    of the named objects in the frame of the largest scale)."""
+@dataclass
+class _Captions:
+    """Test captions as the model sees them, sorted by length (descending, stable) for the
+    text encoder: ids [B,WORDS_NUM], lengths [B], tokens, boxes of the named objects in
+    the frame of the largest scale, and ``order`` (row r is caption ``indices[order[r]]``)."""
+
+    ids: torch.Tensor
+    lens: torch.Tensor
+    tokens: list[list[str]]
+    boxes: list[list[Box | None]]
+    order: list[int]
+
+
+def _captions(dataset: TextDataset, objects: dict[str, Any], indices: Sequence[int],
+              rng: np.random.Generator) -> _Captions:
+    """Test captions ``indices`` (into ``dataset.captions``), words drawn from ``rng`` in
+    ``indices`` order."""
     size = dataset.imsizes[-1]
     rows = [pad_or_sample(dataset.captions[i], dataset.words_num, rng) for i in indices]
     order = sorted(range(len(rows)), key=lambda r: -rows[r][1])
-    keys, tokens, boxes = [], [], []
+    tokens, boxes = [], []
     for r in order:
         key = dataset.filenames[indices[r] // dataset.captions_per_image]
         if key not in objects["images"]:
             raise KeyError(f"image {key!r} is not in {dataset.data_dir / 'objects.json'}")
         words = [dataset.ixtoword[int(i)] for i in rows[r][0][: rows[r][1]]]
         named = words_naming_objects(words, objects["images"][key]["objects"])
-        keys.append(key)
         tokens.append(words)
         boxes.append([None if b is None else view_box(b, objects["image_size"], size) for b in named])
     ids = torch.from_numpy(np.stack([rows[r][0] for r in order]))
-    return ids, torch.tensor([rows[r][1] for r in order]), keys, tokens, boxes
+    return _Captions(ids, torch.tensor([rows[r][1] for r in order]), tokens, boxes, order)
 
 
 def _batches(count: int, batch_size: int) -> Iterator[range]:
@@ -203,14 +219,16 @@ def generator_localisation(net_g: nn.Module, text_encoder: nn.Module, dataset: T
     with _evaluating(net_g, text_encoder), torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)  # z and CA_NET's noise
         for batch in _batches(len(order), batch_size):
-            ids, lens, _, tokens, boxes = _captions(dataset, objects, order[batch], rng)
-            words_embs, sent_emb, mask = text_features(text_encoder, ids.to(device), lens.to(device))
-            z = torch.randn(len(ids), z_dim, device=device)
+            caps = _captions(dataset, objects, order[batch], rng)
+            words_embs, sent_emb, mask = text_features(text_encoder, caps.ids.to(device), caps.lens.to(device))
+            z = torch.randn(len(caps.ids), z_dim, device=device)
             _, att_maps, _, _ = net_g(z, sent_emb, words_embs, mask)
             tallies = tallies or [_Tally() for _ in att_maps]
             for tally, maps in zip(tallies, att_maps):
-                for b, n in enumerate(lens.tolist()):
-                    tally.add(maps[b, :n], tokens[b], boxes[b], dataset.imsizes[-1], objects)
+                cells = peak_cells(maps)  # [B,T]
+                for b, n in enumerate(caps.lens.tolist()):
+                    tally.add(cells[b, :n], maps.shape[-2:], caps.tokens[b], caps.boxes[b], dataset.imsizes[-1],
+                              objects)
     return [tally.result() for tally in tallies]
 
 
@@ -223,23 +241,29 @@ def damsm_localisation(image_encoder: nn.Module, text_encoder: nn.Module, datase
 
     Images at the largest scale through the original's transform with a centred crop
     (no flip); ``seed`` only draws the kept words of captions longer than WORDS_NUM.
+    Each image is read and encoded once, with all its captions; batch_size // CAPTIONS_PER_IMAGE
+    images (at least one) a batch.
     """
     device = torch.device(device)
     rng = np.random.default_rng(seed)
-    size = dataset.imsizes[-1]
+    size, cpi = dataset.imsizes[-1], dataset.captions_per_image
     view = transforms.Compose([transforms.Resize(size * 76 // 64), transforms.CenterCrop(size)])
     tally = _Tally()
     with _evaluating(image_encoder, text_encoder):
-        for batch in _batches(len(dataset.captions), batch_size):
-            ids, lens, keys, tokens, boxes = _captions(dataset, objects, batch, rng)
-            images = torch.stack([get_imgs(dataset.image_path(k), [size], transform=view,
-                                           normalize=dataset.normalize)[-1] for k in keys]).to(device)
-            regions, _ = image_encoder(images)  # [B,D,h,w]
-            words_embs, _, _ = text_features(text_encoder, ids.to(device), lens.to(device))
-            _, _, h, w = regions.shape
-            for b, n in enumerate(lens.tolist()):
-                mask = torch.zeros(1, n, dtype=torch.bool, device=device)
-                _, attn = word_region_attention(regions[b : b + 1].flatten(2), words_embs[b : b + 1, :, :n], mask,
-                                                gamma1)  # [1,1,n,R]
-                tally.add(attn.view(n, h, w), tokens[b], boxes[b], size, objects)
+        for batch in _batches(len(dataset.filenames), max(1, batch_size // cpi)):
+            caps = _captions(dataset, objects, range(batch.start * cpi, batch.stop * cpi), rng)
+            images = torch.stack([get_imgs(dataset.image_path(dataset.filenames[i]), [size], transform=view,
+                                           normalize=dataset.normalize)[-1] for i in batch]).to(device)
+            regions, _ = image_encoder(images)  # [b,D,h,w]
+            words_embs, _, mask = text_features(text_encoder, caps.ids.to(device), caps.lens.to(device))
+            grid, lens = regions.shape[-2:], caps.lens.tolist()
+            row = np.argsort(caps.order)  # the batch's caption c is sorted row row[c]
+            for j in range(len(batch)):
+                own = row[j * cpi:(j + 1) * cpi]  # image j's captions
+                index = torch.as_tensor(own, device=device)
+                # Padding masked: each caption's softmax over words sees its own words only.
+                _, attn = word_region_attention(regions[j:j + 1].flatten(2), words_embs[index], mask[index], gamma1)
+                cells = peak_cells(attn[0].unflatten(-1, grid))  # [cpi,T]
+                for c, r in enumerate(own):
+                    tally.add(cells[c, :lens[r]], grid, caps.tokens[r], caps.boxes[r], size, objects)
     return tally.result()

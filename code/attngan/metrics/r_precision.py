@@ -40,17 +40,23 @@ def draw_mismatched(image_classes: np.ndarray, pool_classes: np.ndarray, count: 
 
 
 def r_precision(image_codes: torch.Tensor, true_sentences: torch.Tensor, image_classes, pool_sentences: torch.Tensor,
-                pool_classes, mismatched: int = 99, splits: int = 10, seed: int = 0) -> RPrecision:
+                pool_classes, mismatched: int = 99, splits: int = 10, seed: int = 0, chunk: int = 100) -> RPrecision:
     """image_codes [N,D] (DAMSM cnn_code of each generated image), true_sentences [N,D] (its
     caption's sentence vector), pool_sentences [M,D] with pool_classes [M] (where mismatched
     captions are drawn from) -> R-precision. Deterministic given ``seed``; an exact tie
-    with the true caption counts as a hit."""
+    with the true caption counts as a hit. Scored ``chunk`` images at a time: the
+    [chunk,1+m,D] candidates stay small (all 30,000 images at once took 12 GB)."""
     rng = np.random.default_rng(seed)
     image_classes, pool_classes = np.asarray(image_classes), np.asarray(pool_classes)
     wrong = torch.as_tensor(draw_mismatched(image_classes, pool_classes, mismatched, rng))
-    candidates = torch.cat([true_sentences.unsqueeze(1), pool_sentences[wrong]], dim=1)  # [N,1+m,D]
-    scores = F.cosine_similarity(image_codes.unsqueeze(1), candidates, dim=2, eps=1e-8)
-    hits = (scores.argmax(dim=1) == 0).cpu().numpy()
+    # Copied into one array: a list of the chunks' small tensors kept the freed [chunk,1+m,D]
+    # blocks from being reused (RSS grew by GBs).
+    hits = np.empty(len(image_codes), dtype=bool)
+    for start in range(0, len(image_codes), chunk):
+        rows = slice(start, start + chunk)
+        candidates = torch.cat([true_sentences[rows].unsqueeze(1), pool_sentences[wrong[rows]]], dim=1)  # [n,1+m,D]
+        scores = F.cosine_similarity(image_codes[rows].unsqueeze(1), candidates, dim=2, eps=1e-8)
+        hits[rows] = (scores.argmax(dim=1) == 0).cpu().numpy()
     groups = np.array_split(rng.permutation(hits), splits)
     means = np.array([g.mean() for g in groups])
     return RPrecision(float(means.mean()), float(means.std()), hits, candidates=mismatched + 1)

@@ -1,0 +1,112 @@
+"""The images the protocol scores: every test caption in turn, cycled, each through the
+generator with noise drawn per batch; and the ``Batch`` every image source yields."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+from easydict import EasyDict
+
+from ..data.datasets import TextDataset
+from ..data.text import pad_or_sample
+from ..models import text_features
+from ..sampling import draw_noise, encode_captions
+
+
+def quantise(images: torch.Tensor) -> torch.Tensor:
+    """[B,3,H,W] in [-1,1] -> uint8, truncated as the original writes pixels (visualize.to_uint8)."""
+    return ((images.detach().float().clamp(-1, 1) + 1.0) * 127.5).to(torch.uint8)
+
+
+def inverse(order: np.ndarray) -> np.ndarray:
+    """Rows of a length-sorted batch back to input order: ``sorted[inverse(order)]``."""
+    out = np.empty_like(order)
+    out[order] = np.arange(len(order))
+    return out
+
+
+@dataclass
+class Batch:
+    """Images of consecutive samples ``start..start+len-1``, in sample order.
+
+    images: uint8 [b,3,s,s] on the device; sentences: DAMSM sentence vectors of their
+    captions [b,D]; classes: [b] class ids (-1: unknown); texts/words: the captions.
+    stages and attention (generated images only): every stage's images [b,3,s_k,s_k] in
+    [-1,1] and every attention stage's maps [b,T,h,w].
+    """
+
+    start: int
+    images: torch.Tensor
+    sentences: torch.Tensor
+    classes: np.ndarray
+    texts: list[str]
+    words: list[list[str]]
+    stages: list[torch.Tensor] = field(default_factory=list)
+    attention: list[torch.Tensor] = field(default_factory=list)
+
+
+@dataclass
+class EvalCaptions:
+    """Every test caption, image-major (row = image * CAPTIONS_PER_IMAGE + k), as text of
+    the words the text encoder reads (cut to TEXT.WORDS_NUM as the dataset does)."""
+
+    texts: list[str]
+    classes: np.ndarray
+    keys: list[str]
+    captions_per_image: int
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def load_eval_captions(dataset: TextDataset, seed: int) -> EvalCaptions:
+    """The test split's captions; a caption longer than WORDS_NUM keeps WORDS_NUM of its
+    words drawn once from ``seed`` (the dataset's ``pad_or_sample``), so that a caption
+    reads the same every time the cycle comes back to it."""
+    rng = np.random.default_rng(seed)
+    cpi = dataset.captions_per_image
+    texts = []
+    for row, ids in enumerate(dataset.captions):
+        fixed, length = pad_or_sample(ids, dataset.words_num, rng)
+        if length == 0:
+            key = dataset.filenames[row // cpi]
+            raise ValueError(f"{dataset.data_dir}/text/{key}.txt: caption {row % cpi + 1} has no word; "
+                             "R-precision needs every test caption")
+        texts.append(" ".join(dataset.ixtoword[int(i)] for i in fixed[:length]))
+    classes = np.repeat(np.asarray(dataset.class_id), cpi)
+    keys = [dataset.filenames[row // cpi] for row in range(len(texts))]
+    return EvalCaptions(texts, classes, keys, cpi)
+
+
+def sample_rows(start: int, stop: int, num_captions: int) -> np.ndarray:
+    """Caption rows of samples ``start..stop-1``: every test caption in turn (image 0's
+    captions, then image 1's, ...), cycled."""
+    return np.arange(start, stop) % num_captions
+
+
+def encode(texts: list[str], text_encoder: nn.Module, wordtoix: dict[str, int], device: torch.device,
+           source: str, line_numbers: list[int] | None = None):
+    """(CaptionBatch sorted by length, words_embs, sentence vectors, mask), all sorted."""
+    batch = encode_captions(texts, wordtoix, source, line_numbers)
+    words_embs, sent_emb, mask = text_features(text_encoder, batch.captions.to(device), batch.cap_lens.to(device))
+    return batch, words_embs, sent_emb, mask
+
+
+def generated_batches(net_g: nn.Module, text_encoder: nn.Module, captions: EvalCaptions, wordtoix: dict[str, int],
+                      cfg: EasyDict, device: torch.device, num_samples: int, batch_size: int) -> Iterator[Batch]:
+    """The paper's protocol: sample i is drawn from test caption ``i mod len(captions)``
+    with z ~ N(0,1) drawn per batch in sample order; images of G's last stage."""
+    for start in range(0, num_samples, batch_size):
+        rows = sample_rows(start, min(start + batch_size, num_samples), len(captions))
+        texts = [captions.texts[r] for r in rows]
+        encoded, words_embs, sent_emb, mask = encode(texts, text_encoder, wordtoix, device, "test captions")
+        z = draw_noise(len(rows), cfg, device)
+        fake_imgs, attention, _, _ = net_g(z[torch.as_tensor(encoded.sorted_indices, device=device)], sent_emb,
+                                           words_embs, mask)
+        back = torch.as_tensor(inverse(encoded.sorted_indices), device=device)
+        yield Batch(start, quantise(fake_imgs[-1])[back], sent_emb[back], captions.classes[rows], texts,
+                    [encoded.words[j] for j in back.tolist()], [img[back] for img in fake_imgs],
+                    [maps[back] for maps in attention])

@@ -1,0 +1,158 @@
+"""What a run shows: samples.png and the attention figures (picked while the images
+stream), report.md from metrics.json's content, and the headline scalars for TensorBoard."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ..visualize import stage_attention_figure
+from .captions import Batch
+from .folder import png_bytes, write_atomic
+
+GRID_SIZE = 16  # images in samples.png
+ATTENTION_FIGURES = 4  # captions with an attention figure
+TILE = 128  # pixels of an image in samples.png
+
+
+class Showcase:
+    """The images of samples.png and the attention figures, picked while streaming:
+    ``GRID_SIZE`` samples evenly spaced over the first pass through the captions."""
+
+    def __init__(self, num_samples: int, num_captions: int):
+        first_pass = max(min(num_samples, num_captions), 1)
+        picks = np.unique(np.linspace(0, first_pass - 1, GRID_SIZE).round().astype(int))
+        self.grid_at = set(picks.tolist())
+        self.figure_at = set(picks[:ATTENTION_FIGURES].tolist())
+        self.grid: dict[int, tuple[np.ndarray, str]] = {}
+        self.figures: dict[int, np.ndarray] = {}
+
+    def add(self, batch: Batch) -> None:
+        for j in range(len(batch.texts)):
+            index = batch.start + j
+            if index in self.grid_at:
+                self.grid[index] = (batch.images[j].permute(1, 2, 0).cpu().numpy(), batch.texts[j])
+            if index in self.figure_at and batch.attention:
+                self.figures[index] = self._figure(batch, j)
+
+    @staticmethod
+    def _figure(batch: Batch, j: int) -> np.ndarray:
+        """Every attention stage of sample j over the image it belongs to (the next
+        stage's image, or G_DCGAN's only one), as sampling does."""
+        n = len(batch.words[j])
+        images = [(batch.stages[k + 1] if len(batch.stages) > 1 else batch.stages[0])[j]
+                  for k in range(len(batch.attention))]
+        return stage_attention_figure(images, batch.words[j], [maps[j, :n] for maps in batch.attention],
+                                      title=batch.texts[j])
+
+    def write(self, out_dir: Path) -> dict[str, Any]:
+        files: dict[str, Any] = {}
+        if self.grid:
+            items = [self.grid[i] for i in sorted(self.grid)]
+            write_atomic(out_dir / "samples.png", png_bytes(caption_grid(*zip(*items))))
+            files["samples"] = "samples.png"
+        names = []
+        for n, index in enumerate(sorted(self.figures)):
+            names.append(f"attention_{n}.png")
+            write_atomic(out_dir / names[-1], png_bytes(self.figures[index]))
+        if names:
+            files["attention"] = names
+        return files
+
+
+def caption_grid(images: Iterable[np.ndarray], captions: Iterable[str], columns: int = 4, tile: int = TILE,
+                 lines: int = 4) -> np.ndarray:
+    """Images [H,W,3] uint8 shown at ``tile`` px with their caption wrapped below:
+    -> [rows * (tile + caption strip), columns * tile, 3] uint8."""
+    images, captions = list(images), list(captions)
+    strip = 12 * lines + 4
+    rows = -(-len(images) // columns)
+    canvas = Image.new("RGB", (min(columns, len(images)) * tile, rows * (tile + strip)), (255, 255, 255))
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
+    for n, (pixels, caption) in enumerate(zip(images, captions, strict=True)):
+        x, y = (n % columns) * tile, (n // columns) * (tile + strip)
+        canvas.paste(Image.fromarray(pixels).resize((tile, tile), Image.BILINEAR), (x, y))
+        ascii_caption = caption.encode("ascii", "replace").decode("ascii")
+        for k, text in enumerate(textwrap.wrap(ascii_caption, max(tile // 6, 1))[:lines]):
+            draw.text((x + 2, y + tile + 2 + 12 * k), text, fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _mean_std(values: dict[str, float] | None, scale: float = 1.0) -> str:
+    return "–" if values is None else f"{values['mean'] * scale:.2f} ± {values['std'] * scale:.2f}"
+
+
+def report_markdown(summary: dict[str, Any]) -> str:
+    """A short report: the paper's table, the localisation table with chance beside it,
+    the settings and links to the figures."""
+    m, s, files = summary["metrics"], summary["settings"], summary["files"]
+    fid = f"{m['fid']:.2f}" if "fid" in m else "–"
+    source = (f"{s['num_samples']} images of {s['image_dir']}" if s["source"] == "image_dir" else
+              f"{s['num_samples']} images generated from the test captions of {s['data_dir']} "
+              f"(every caption in turn, cycled; seed {s['seed']})")
+    lines = [f"# Evaluation: {summary['model']}", "",
+             f"{source}, {s['image_size']}x{s['image_size']} px, on {s['device']}, "
+             f"in {summary['seconds']['total']:.0f} s.", "",
+             "| Model | IS | R-precision (%) | FID |", "|---|---|---|---|",
+             f"| {summary['model']} | {_mean_std(m.get('inception_score'))} | "
+             f"{_mean_std(m.get('r_precision'), 100)} | {fid} |", ""]
+    if "r_precision" in m:
+        rp = m["r_precision"]
+        lines += [f"R-precision: the true caption ranked first among {rp['candidates']} (itself and "
+                  f"{s['r_mismatched']} {s['mismatched_from']}) by the cosine of the DAMSM image and sentence "
+                  f"vectors; chance {100 * rp['chance']:.0f} %; mean ± std over {s['splits']} splits.", ""]
+    if "inception_score" in m or "fid" in m:
+        lines += [f"IS over {s['splits']} splits; FID against the real test images at the same resolution "
+                  f"(Inception weights: {s['inception_weights']}).", ""]
+    if "localisation" in m:
+        lines += _localisation_table(m["localisation"])
+    lines += _figure_links(files)
+    lines += [f"Every number and setting: [metrics.json]({files['metrics']}).", ""]
+    return "\n".join(lines)
+
+
+def _localisation_table(loc: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["## Attention localisation", "",
+             "Share of the caption words naming an object whose attention peaks inside the object's box.", "",
+             "| Attention | Hit rate (%) | Chance (%) | Words |", "|---|---|---|---|"]
+    for key, values in loc.items():
+        name = "DAMSM word–region attention" if key == "damsm" else f"Generator, stage {key[-1]} word attention"
+        lines.append(f"| {name} | {_percent(values['hit_rate'])} | {_percent(values['chance'])} | {values['words']} |")
+    return lines + [""]
+
+
+def _figure_links(files: dict[str, Any]) -> list[str]:
+    lines = []
+    if "samples" in files:
+        lines += ["## Samples", "", f"![samples]({files['samples']})", ""]
+    if files.get("attention"):
+        lines += ["## Attention", ""] + [f"![attention {n}]({name})" for n, name in enumerate(files["attention"])]
+        lines.append("")
+    if "images" in files:
+        lines += [f"Every scored image, with its caption: [{files['images']}]({files['images']}) "
+                  "(score it again with `--image_dir`).", ""]
+    return lines
+
+
+def scalars(summary: dict[str, Any]) -> dict[str, float]:
+    """The headline numbers of ``evaluate``'s result, flat, for TensorBoard."""
+    m = summary["metrics"]
+    out: dict[str, float] = {}
+    if "r_precision" in m:
+        out.update({"eval/r_precision": m["r_precision"]["mean"], "eval/r_precision_std": m["r_precision"]["std"]})
+    if "inception_score" in m:
+        out.update({"eval/inception_score": m["inception_score"]["mean"],
+                    "eval/inception_score_std": m["inception_score"]["std"]})
+    if "fid" in m:
+        out["eval/fid"] = m["fid"]
+    for key, values in m.get("localisation", {}).items():
+        if values["hit_rate"] is not None:
+            out[f"eval/localisation_{key}"] = values["hit_rate"]
+    return out
