@@ -1,6 +1,8 @@
 """AttnGAN training: losses against plain formulas, the moving average, one step, snapshots,
 and an interrupted run that resumes to the same weights as an uninterrupted one."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -153,6 +155,21 @@ def test_unknown_precision_is_an_error(setup_dirs, tmp_path):
     cfg.RUN.PRECISION = "fp16"
     with pytest.raises(ValueError, match="RUN.PRECISION"):
         make_trainer(cfg, tmp_path / "run")
+
+
+def test_evaluation_every_epoch_goes_to_eval_and_tensorboard(setup_dirs, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    root, data = setup_dirs
+    cfg = tiny_cfg(data, root / "enc")
+    cfg.TRAIN.MAX_EPOCH = 1
+    cfg.EVAL.EVERY_EPOCHS, cfg.EVAL.METRICS, cfg.EVAL.TRAIN_NUM_SAMPLES, cfg.EVAL.BATCH_SIZE = 1, "rp", 20, 10
+    make_trainer(cfg, tmp_path / "run").train()
+    summary = json.loads((tmp_path / "run" / "Eval" / "epoch_1" / "metrics.json").read_text())
+    assert summary["metrics"]["r_precision"]["images"] == 20
+    events = EventAccumulator(str(tmp_path / "run" / "Log"))
+    events.Reload()
+    (point,) = events.Scalars("eval/r_precision")
+    assert point.step == 3 and point.value == pytest.approx(summary["metrics"]["r_precision"]["mean"])
 
 
 def state_of(model_dir):

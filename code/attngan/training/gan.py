@@ -10,6 +10,8 @@ Outputs in the original's names: ``netG_epoch_{N}.pth`` (the averaged G) and
 ``netD{i}.pth`` every SNAPSHOT_INTERVAL epochs and at the end. Besides them,
 ``training_state.pth`` holds everything needed to continue exactly (models, averaged G,
 optimisers, epoch and step, generator states); Ctrl-C or SIGTERM writes it before exiting.
+With EVAL.EVERY_EPOCHS, the averaged G is scored every that many epochs (``Eval/``, and
+TensorBoard's ``eval/`` scalars).
 """
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ from tqdm import tqdm
 from ..checkpoint import atomic_save, load_weights, original_format
 from ..data.datasets import build_dataset, prepare_data
 from ..data.loader import epoch_loader
+from ..evaluation import evaluate, parse_metrics, scalars
 from ..losses import KL_loss, discriminator_loss, generator_loss
+from ..metrics.image_quality import load_inception
 from ..models import build_discriminators, build_generator, build_image_encoder, build_text_encoder, text_features
 from ..visualize import attention_figure, to_uint8
 from .damsm import image_encoder_path
@@ -111,6 +115,9 @@ class GanTrainer:
         self.opts_d = [torch.optim.Adam(d.parameters(), lr=cfg.TRAIN.DISCRIMINATOR_LR, betas=betas) for d in self.nets_d]
         self.fixed_noise = torch.randn(self.batch_size, cfg.GAN.Z_DIM, device=device)
         self.autocast = mixed_precision(cfg.RUN.PRECISION, device)
+        self.eval_metrics = parse_metrics(cfg.EVAL.METRICS) if cfg.EVAL.EVERY_EPOCHS else set()
+        if self.eval_metrics & {"is", "fid"}:
+            load_inception(cfg.EVAL.INCEPTION_WEIGHTS)  # missing weights fail now, not after an epoch
         self.monitor_batch: tuple[torch.Tensor, torch.Tensor] | None = None
         self.stop_requested = False
         if cfg.RUN.RESUME:
@@ -233,6 +240,18 @@ class GanTrainer:
             writer.add_image(f"attention/stage{k + 1}", figure, step, dataformats="HWC")
             Image.fromarray(figure).save(self.image_dir / f"G_average_{step}_a{k}.png")
 
+    def evaluate(self, writer: SummaryWriter) -> dict:
+        """EVAL.METRICS of the averaged G on EVAL.TRAIN_NUM_SAMPLES images, written to
+        Eval/epoch_{N}/ (metrics.json, report.md, figures) and to TensorBoard."""
+        with self.averaged_generator() as net_g:
+            out_dir = self.model_dir.parent / "Eval" / f"epoch_{self.epoch}"
+            result = evaluate(self.cfg, self.device, self.eval_metrics, out_dir, net_g=net_g,
+                              text_encoder=self.text_encoder, image_encoder=self.image_encoder,
+                              num_samples=self.cfg.EVAL.TRAIN_NUM_SAMPLES)
+        for key, value in scalars(result).items():
+            writer.add_scalar(key, value, self.gen_iterations)
+        return result
+
     # ---- the loop ------------------------------------------------------------------
     def _request_stop(self, signum, frame) -> None:
         if self.stop_requested and signum == signal.SIGINT:
@@ -294,6 +313,8 @@ class GanTrainer:
                     self.save_snapshot(self.epoch)
                 self.epoch, self.step = self.epoch + 1, 0
                 self.save_state()
+                if self.eval_metrics and self.epoch % cfg.EVAL.EVERY_EPOCHS == 0:
+                    self.evaluate(writer)
         self.save_snapshot(cfg.TRAIN.MAX_EPOCH)
         if self.monitor_batch is not None:
             self.save_images(writer)
