@@ -15,10 +15,32 @@ sys.path.insert(0, str(ROOT / "code"))
 from attngan.cli import main as attngan_main  # noqa: E402
 from attngan.cli import pretrain_damsm_main  # noqa: E402
 from attngan.data.synthetic import make_shapes_dataset  # noqa: E402
+from attngan.evaluation import main as eval_main  # noqa: E402
 from attngan.sampling import sample_main  # noqa: E402
 
 DATA = ROOT / "data" / "shapes"
 OUT = ROOT / "output" / "demo"
+DATA_SETTINGS = {"num_images": 3600, "max_objects": 1, "object_scale": 2.0}
+
+
+def prepare_data() -> None:
+    """The demo's shapes: one large object per image (object_scale 2), which DAMSM and the
+    small generator learn in minutes; regenerated when data/shapes holds other settings."""
+    objects = DATA / "objects.json"
+    if objects.exists() and json.loads(objects.read_text()).get("settings", {}).items() >= DATA_SETTINGS.items():
+        print(f"[demo] using the existing dataset in {DATA} (make clean-demo to regenerate)")
+        return
+    summary = make_shapes_dataset(DATA, **DATA_SETTINGS, overwrite=objects.exists())
+    print(f"[demo] generated {summary['num_images']} images in {DATA}")
+
+
+def print_scores(metrics: dict) -> None:
+    rp = metrics["r_precision"]
+    print(f"[demo] R-precision over {rp['images']} generated images: {rp['mean']:.1%} +- {rp['std']:.1%} "
+          f"(chance {rp['chance']:.1%})")
+    for name, loc in metrics["localisation"].items():
+        print(f"[demo] attention localisation, {name.replace('_', ' ')}: {loc['hit_rate']:.1%} of {loc['words']} "
+              f"object words peak inside their object (chance {loc['chance']:.1%})")
 
 
 def step(title: str, command: str, argv: list[str], run) -> None:
@@ -32,11 +54,7 @@ def main() -> int:
     parser.add_argument("--damsm-only", action="store_true", help="stop after DAMSM pretraining")
     args = parser.parse_args()
     start = time.time()
-    if not (DATA / "objects.json").exists():
-        summary = make_shapes_dataset(DATA, num_images=3600)
-        print(f"[demo] generated {summary['num_images']} images in {DATA}")
-    else:
-        print(f"[demo] using the existing dataset in {DATA} (make clean-demo to regenerate)")
+    prepare_data()
     common = ["--gpu", "-1", "--manualSeed", "0", "--data_dir", str(DATA)]
 
     damsm = OUT / "DAMSM"
@@ -59,12 +77,18 @@ def main() -> int:
     step("drawing the example captions", "python code/main.py",
          ["--cfg", str(ROOT / "cfg/eval_shapes.yml"), "--gpu", "-1", "--data_dir", str(DATA), "--set", f"TRAIN.NET_G={net_g}",
           f"TRAIN.NET_E={text_encoder}"], sample_main)
+    evaluation = OUT / "eval"
+    step("scoring it: R-precision and attention localisation", "attngan-eval",
+         ["--cfg", str(ROOT / "cfg/eval_shapes.yml"), "--gpu", "-1", "--data_dir", str(DATA), "--output_dir",
+          str(evaluation), "--set", f"TRAIN.NET_G={net_g}", f"TRAIN.NET_E={text_encoder}"], eval_main)
+    print_scores(json.loads((evaluation / "metrics.json").read_text())["metrics"])
     samples = net_g.with_suffix("")
     print(f"[demo] done in {time.time() - start:.0f} s")
     print(f"[demo] samples and attention maps: {samples}/example_captions/ (0_s_<i>_g<k>.png, 0_s_<i>_a<k>.png; "
           f"captions in {DATA / 'example_captions.txt'})")
     print(f"[demo] checkpoints: {damsm / 'Model'} (DAMSM), {gan / 'Model'} (AttnGAN)")
     print(f"[demo] monitoring images: {damsm / 'Image'}, {gan / 'Image'}")
+    print(f"[demo] evaluation report: {evaluation / 'report.md'}")
     print(f"[demo] TensorBoard: tensorboard --logdir {OUT}")
     return 0
 
