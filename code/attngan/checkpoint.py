@@ -1,8 +1,6 @@
 """Saving and loading weights: atomic writes, safe loads, the authors' file format."""
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -10,25 +8,17 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .files import write_atomic
+
 
 class CheckpointError(ValueError):
     """A checkpoint that does not fit the model it is loaded into."""
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename over ``path``,
-    so that an interrupted save never leaves a truncated checkpoint behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """torch.save through a temporary file and a rename: an interrupted save never leaves
+    a truncated checkpoint behind."""
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def original_format(module: nn.Module) -> "OrderedDict[str, torch.Tensor]":

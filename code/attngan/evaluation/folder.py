@@ -1,12 +1,9 @@
 """A folder of images with its ``captions.jsonl`` manifest: read back and scored
-(``--image_dir``), or written while generating (``--save_images``); and the atomic file
-writes every output goes through."""
+(``--image_dir``), or written while generating (``--save_images``)."""
 from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -16,24 +13,10 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from ..files import write_atomic
 from .captions import Batch, EvalCaptions, encode, inverse, sample_rows
 
 MANIFEST = "captions.jsonl"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``, so
-    that an interrupted run never leaves a truncated file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:

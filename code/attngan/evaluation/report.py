@@ -11,7 +11,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..visualize import stage_attention_figure
 from .captions import Batch
-from .folder import png_bytes, write_atomic
+from ..files import write_atomic
+from .folder import png_bytes
 
 GRID_SIZE = 16  # images in samples.png
 ATTENTION_FIGURES = 4  # captions with an attention figure

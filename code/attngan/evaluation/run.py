@@ -20,7 +20,8 @@ from ..cli import USER_ERRORS, base_parser, report, setup
 from ..data.datasets import build_dataset
 from ..training.damsm import image_encoder_path
 from .captions import generated_batches, load_eval_captions
-from .folder import MANIFEST, folder_batches, read_manifest, write_atomic
+from ..files import write_atomic
+from .folder import MANIFEST, folder_batches, read_manifest
 from .networks import eval_mode, load_networks
 from .report import report_markdown, scalars
 from .scoring import image_quality, scores, stream_batches

@@ -23,6 +23,8 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, Featu
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from ..files import write_atomic
+
 INCEPTION_WEIGHTS_URL = URL_INCEPTION_V3
 INCEPTION_WEIGHTS_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]  # weights-inception-2015-12-05-6726825d.pth
 METRICS = frozenset({"is", "fid"})
@@ -169,9 +171,7 @@ class ImageQuality:
         n = fid.real_features_num_samples.double()
         mu = fid.real_features_sum / n
         sigma = (fid.real_features_cov_sum - n * torch.outer(mu, mu)) / (n - 1)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, mu=mu.cpu().numpy(), sigma=sigma.cpu().numpy(), num_images=int(n))
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: np.savez(f, mu=mu.cpu().numpy(), sigma=sigma.cpu().numpy(), num_images=int(n)))
 
     def load_real_statistics(self, path: str | os.PathLike) -> None:
         """Use the real statistics saved by ``save_real_statistics`` instead of ``update_real``."""
