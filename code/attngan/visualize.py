@@ -16,11 +16,15 @@ TILE = 96  # pixel size of every tile in a figure
 LABEL_HEIGHT = 14
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[B,3,H,W] in [-1,1] -> [B,H,W,3] uint8 as the original writes pixels:
+def quantise(images: torch.Tensor) -> torch.Tensor:
+    """[B,3,H,W] in [-1,1] -> uint8 on the same device, as the original writes pixels:
     uint8((x + 1) * 127.5), truncated."""
-    arr = ((images.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).numpy()
-    return arr.astype(np.uint8).transpose(0, 2, 3, 1)
+    return ((images.detach().float().clamp(-1, 1) + 1.0) * 127.5).to(torch.uint8)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[B,3,H,W] in [-1,1] -> [B,H,W,3] uint8 numpy pixels (``quantise``)."""
+    return quantise(images).cpu().numpy().transpose(0, 2, 3, 1)
 
 
 def _tile(image: np.ndarray) -> np.ndarray:

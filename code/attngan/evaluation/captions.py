@@ -14,11 +14,7 @@ from ..data.datasets import TextDataset
 from ..data.text import pad_or_sample
 from ..models import text_features
 from ..sampling import draw_noise, encode_captions
-
-
-def quantise(images: torch.Tensor) -> torch.Tensor:
-    """[B,3,H,W] in [-1,1] -> uint8, truncated as the original writes pixels (visualize.to_uint8)."""
-    return ((images.detach().float().clamp(-1, 1) + 1.0) * 127.5).to(torch.uint8)
+from ..visualize import quantise
 
 
 def inverse(order: np.ndarray) -> np.ndarray:

@@ -21,7 +21,8 @@ from ..data.datasets import TextDataset
 from ..data.loader import SeededItems
 from ..metrics.localisation import damsm_localisation, generator_localisation, load_objects
 from ..metrics.r_precision import r_precision
-from .captions import Batch, EvalCaptions, encode, inverse, quantise
+from ..visualize import quantise
+from .captions import Batch, EvalCaptions, encode, inverse
 from .folder import ImageSaver
 from .networks import Networks
 from .report import Showcase

@@ -24,6 +24,7 @@ from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from ..files import write_atomic
+from ..visualize import quantise
 
 INCEPTION_WEIGHTS_URL = URL_INCEPTION_V3
 INCEPTION_WEIGHTS_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]  # weights-inception-2015-12-05-6726825d.pth
@@ -93,7 +94,7 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected images [N,3,H,W], got {tuple(images.shape)}")
     if images.dtype == torch.uint8:
         return images
-    return ((images.float() + 1) * 127.5).clamp(0, 255).to(torch.uint8)
+    return quantise(images)
 
 
 class _PrecomputedFeatures(nn.Identity):
