@@ -1,12 +1,15 @@
-"""Run-time plumbing shared by the commands: device, seeds, output folders."""
+"""Run-time plumbing shared by the commands: device, seeds, output folders, and scoped
+model modes and random states."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 from easydict import EasyDict
 
 
@@ -43,3 +46,27 @@ def run_dir(cfg: EasyDict, output_dir: str | None = None) -> Path:
     for sub in ("Model", "Image", "Log"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     return root
+
+
+@contextlib.contextmanager
+def eval_mode(*modules: nn.Module | None):
+    """Modules in eval mode for the block, their own modes restored afterwards (the
+    training loop evaluates networks it is training)."""
+    modes = [(m, m.training) for m in modules if m is not None]
+    for m, _ in modes:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.train(training)
+
+
+@contextlib.contextmanager
+def forked_rng(device: torch.device):
+    """torch's generators (CPU and ``device``) restored after the block, so that an
+    evaluation during training does not change the run's random draws."""
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        yield

@@ -58,11 +58,22 @@ def crop_box(bbox: list[int] | tuple[int, ...], width: int, height: int) -> tupl
     return max(0, cx - r), max(0, cy - r), min(width, cx + r), min(height, cy + r)
 
 
+def enlarged(imsize: int) -> int:
+    """The size the original resizes to before cropping ``imsize`` pixels out."""
+    return imsize * 76 // 64
+
+
 def image_transform(imsize: int, flip: bool = True) -> transforms.Compose:
     """The original's (training and test) transform for the largest scale ``imsize``;
     ``flip=False`` drops the random horizontal flip (config AUGMENT.HORIZONTAL_FLIP)."""
-    steps = [transforms.Resize(imsize * 76 // 64), transforms.RandomCrop(imsize)]
+    steps = [transforms.Resize(enlarged(imsize)), transforms.RandomCrop(imsize)]
     return transforms.Compose(steps + [transforms.RandomHorizontalFlip()] if flip else steps)
+
+
+def centre_view(imsize: int) -> transforms.Compose:
+    """The original's transform with its crop centred (the mean of its random crops) and
+    no flip: how evaluation sees a real image."""
+    return transforms.Compose([transforms.Resize(enlarged(imsize)), transforms.CenterCrop(imsize)])
 
 
 def _default_normalize() -> transforms.Compose:

@@ -2,7 +2,6 @@
 from TRAIN.NET_G and TRAIN.NET_E (and the DAMSM image encoder beside it)."""
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 from dataclasses import dataclass
@@ -66,17 +65,3 @@ def load_networks(cfg: EasyDict, n_words: int, device: torch.device, metrics: se
     if image_encoder is None and metrics & {"rp", "loc"}:
         image_encoder = load_image_encoder(cfg, device)
     return Networks(net_g, text_encoder, image_encoder, given)
-
-
-@contextlib.contextmanager
-def eval_mode(*modules: nn.Module | None):
-    """Modules in eval mode for the block, their own modes restored afterwards (the
-    training loop calls ``evaluate`` on networks it is training)."""
-    modes = [(m, m.training) for m in modules if m is not None]
-    for m, _ in modes:
-        m.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.train(training)

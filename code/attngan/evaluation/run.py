@@ -3,7 +3,6 @@ command: checks the request, picks the image source, streams it through the metr
 writes metrics.json and report.md."""
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import logging
@@ -18,11 +17,12 @@ from easydict import EasyDict
 
 from ..cli import USER_ERRORS, base_parser, report, setup
 from ..data.datasets import build_dataset
+from ..runtime import eval_mode, forked_rng
 from ..training.damsm import image_encoder_path
 from .captions import generated_batches, load_eval_captions
 from ..files import write_atomic
 from .folder import MANIFEST, folder_batches, read_manifest
-from .networks import eval_mode, load_networks
+from .networks import load_networks
 from .report import report_markdown, scalars
 from .scoring import image_quality, scores, stream_batches
 
@@ -41,16 +41,6 @@ def parse_metrics(text: str | Iterable[str]) -> set[str]:
     if not names:
         raise ValueError(f"no metric named; choose from {', '.join(METRICS)}")
     return set(names)
-
-
-@contextlib.contextmanager
-def _forked_rng(device: torch.device):
-    """torch's generators (CPU and ``device``) restored after the block, so that evaluating
-    during training does not change the training run's random draws."""
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        yield
 
 
 def evaluate(cfg: EasyDict, device: torch.device, metrics: Iterable[str], out_dir: str | Path, *,
@@ -89,7 +79,7 @@ def evaluate(cfg: EasyDict, device: torch.device, metrics: Iterable[str], out_di
     if metrics & {"rp", "is"} and num_samples < cfg.EVAL.SPLITS:
         raise ValueError(f"{num_samples} images for {cfg.EVAL.SPLITS} splits (EVAL.SPLITS): R-precision and the "
                          "Inception score need at least one image a split")
-    with _forked_rng(device), torch.no_grad():
+    with forked_rng(device), torch.no_grad():
         quality = image_quality(metrics, cfg, device, feature_extractor) if metrics & {"is", "fid"} else None
         dataset = build_dataset(cfg, "test")
         captions = load_eval_captions(dataset, seed)

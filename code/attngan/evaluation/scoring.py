@@ -14,10 +14,9 @@ import torch
 import torch.nn as nn
 from easydict import EasyDict
 from torch.utils.data import DataLoader
-from torchvision import transforms
 from tqdm import tqdm
 
-from ..data.datasets import TextDataset
+from ..data.datasets import TextDataset, centre_view
 from ..data.loader import SeededItems
 from ..metrics.localisation import damsm_localisation, generator_localisation, load_objects
 from ..metrics.r_precision import r_precision
@@ -55,7 +54,7 @@ def real_test_images(dataset: TextDataset, size: int, batch_size: int, workers: 
     centre-cropped (the training transform without its random crop and flip; birds are
     cropped to their box first, as always)."""
     real = copy.copy(dataset)
-    real.transform = transforms.Compose([transforms.Resize(size * 76 // 64), transforms.CenterCrop(size)])
+    real.transform = centre_view(size)
     real.imsizes = [size]
     keys = [(0, i) for i in range(len(real))]  # SeededItems: the caption draw leaves numpy's state alone
     loader = DataLoader(SeededItems(real), sampler=keys, batch_size=batch_size, num_workers=workers)

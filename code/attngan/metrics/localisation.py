@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,12 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-import torchvision.transforms as transforms
 
-from attngan.data.datasets import TextDataset, get_imgs
+from attngan.data.datasets import TextDataset, centre_view, enlarged, get_imgs
 from attngan.data.text import pad_or_sample
 from attngan.losses import word_region_attention
 from attngan.models import text_features
+from attngan.runtime import eval_mode, forked_rng
 
 Box = Sequence[float]  # [x, y, w, h] in pixels
 KINDS = ("colour", "shape")
@@ -112,7 +111,7 @@ def peak_hits(cells: np.ndarray, grid: Sequence[int], boxes: Sequence[Box | None
 def view_box(box: Box, source_size: int, size: int) -> tuple[float, float, float, float] | None:
     """A box of a ``source_size`` image in the centre crop of the original's transform
     (Resize(size*76//64), CenterCrop(size)), clipped to it; None if wholly cropped out."""
-    resized = size * 76 // 64
+    resized = enlarged(size)
     scale, offset = resized / source_size, round((resized - size) / 2.0)  # torchvision's CenterCrop
     x0, y0 = (max(0.0, min(size, v * scale - offset)) for v in box[:2])
     x1, y1 = (max(0.0, min(size, (v + d) * scale - offset)) for v, d in zip(box[:2], box[2:]))
@@ -146,20 +145,6 @@ class _Tally:
         overall = summary(np.ones(len(hits), dtype=bool))
         overall.by_kind = {kind: summary(kinds == kind) for kind in KINDS}
         return overall
-
-
-@contextmanager
-def _evaluating(*modules: nn.Module) -> Iterator[None]:
-    """Eval mode and no gradients inside; each module's training flag restored after."""
-    modes = [m.training for m in modules]
-    try:
-        for m in modules:
-            m.eval()
-        with torch.no_grad():
-            yield
-    finally:
-        for m, mode in zip(modules, modes):
-            m.train(mode)
 
 
 @dataclass
@@ -215,8 +200,7 @@ def generator_localisation(net_g: nn.Module, text_encoder: nn.Module, dataset: T
     order = rng.permutation(len(dataset.captions))[:max_captions]
     z_dim = net_g.h_net1.fc[0].in_features - net_g.ca_net.c_dim  # INIT_STAGE_G's input is [c, z]
     tallies: list[_Tally] = []
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    with _evaluating(net_g, text_encoder), torch.random.fork_rng(devices=cuda):
+    with eval_mode(net_g, text_encoder), torch.no_grad(), forked_rng(device):
         torch.manual_seed(seed)  # z and CA_NET's noise
         for batch in _batches(len(order), batch_size):
             caps = _captions(dataset, objects, order[batch], rng)
@@ -247,9 +231,9 @@ def damsm_localisation(image_encoder: nn.Module, text_encoder: nn.Module, datase
     device = torch.device(device)
     rng = np.random.default_rng(seed)
     size, cpi = dataset.imsizes[-1], dataset.captions_per_image
-    view = transforms.Compose([transforms.Resize(size * 76 // 64), transforms.CenterCrop(size)])
+    view = centre_view(size)
     tally = _Tally()
-    with _evaluating(image_encoder, text_encoder):
+    with eval_mode(image_encoder, text_encoder), torch.no_grad():
         for batch in _batches(len(dataset.filenames), max(1, batch_size // cpi)):
             caps = _captions(dataset, objects, range(batch.start * cpi, batch.stop * cpi), rng)
             images = torch.stack([get_imgs(dataset.image_path(dataset.filenames[i]), [size], transform=view,
