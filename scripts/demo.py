@@ -64,7 +64,10 @@ def main() -> int:
     chance = metrics["chance"]
     print(f"[demo] DAMSM validation top-1 retrieval among {round(1 / chance)} pairs: "
           f"image->text {metrics['top1_image_to_text']:.1%}, text->image {metrics['top1_text_to_image']:.1%} "
-          f"(chance {chance:.1%}); {time.time() - start:.0f} s so far", flush=True)
+          f"(chance {chance:.1%}); {time.time() - start:.0f} s so far")
+    print(f"[demo] DAMSM word swap, the true word ranked first: shape {metrics['word_swap_shape']:.1%} "
+          f"(chance {metrics['word_swap_shape_chance']:.1%}), colour {metrics['word_swap_colour']:.1%} "
+          f"(chance {metrics['word_swap_colour_chance']:.1%})", flush=True)
     text_encoder = max((damsm / "Model").glob("text_encoder*.pth"), key=lambda p: int(p.stem[len("text_encoder"):]))
     if args.damsm_only:
         return 0

@@ -36,6 +36,7 @@ def test_two_epochs_write_snapshots_logs_and_resume(shapes, tmp_path, capsys):
     metrics = json.loads((model / "metrics.json").read_text())
     assert set(metrics) >= {"w_loss", "s_loss", "top1_image_to_text", "top1_text_to_image", "chance"}
     assert metrics["chance"] == pytest.approx(1 / 6)
+    assert 0 <= metrics["word_swap_shape"] <= 1 and metrics["word_swap_colour_chance"] == pytest.approx(1 / 8)
     assert list((out / "Log").glob("events.out.tfevents.*"))
     assert (out / "Image" / "attention_maps0.png").is_file()
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -3,7 +3,8 @@
 Per epoch: a fresh Adam over the text encoder and the image encoder's trainable
 parameters (the original re-creates it every epoch), RNN gradient-norm clipping,
 validation on the test split, lr x 0.98 while lr > ENCODER_LR / 10, and snapshots
-``image_encoder{epoch}.pth`` / ``text_encoder{epoch}.pth`` every SNAPSHOT_INTERVAL epochs.
+``image_encoder{epoch}.pth`` / ``text_encoder{epoch}.pth`` every SNAPSHOT_INTERVAL epochs,
+each with the word-swap probe (metrics/word_swap.py) on datasets with ``objects.json``.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from ..checkpoint import load_weights, save_weights
 from ..data.datasets import build_dataset, prepare_data
 from ..data.loader import epoch_loader
 from ..losses import retrieval_top1, sent_loss, sentence_scores, words_loss
+from ..metrics.localisation import load_objects
+from ..metrics.word_swap import word_swap_accuracy
 from ..models import build_image_encoder, build_text_encoder
 from ..visualize import attention_figure
 
@@ -119,6 +122,20 @@ def evaluate(cfg, loader, encoders: DamsmEncoders, device) -> dict:
     return {"w_loss": w, "s_loss": s, "top1_image_to_text": i2t, "top1_text_to_image": t2i}
 
 
+def word_swap(cfg, encoders: DamsmEncoders, val_set, objects, device, writer, epoch) -> dict:
+    """The word-swap probe (metrics/word_swap.py) on every test image: whether the
+    sentence vector tells the main object's shape and colour apart. Logged and returned
+    as ``word_swap_{kind}`` with its ``_chance``."""
+    out = {}
+    for kind, result in word_swap_accuracy(encoders.image, encoders.text, val_set, objects, device,
+                                           cfg.TRAIN.BATCH_SIZE).items():
+        out[f"word_swap_{kind}"], out[f"word_swap_{kind}_chance"] = result.accuracy, result.chance
+        writer.add_scalar(f"val/word_swap_{kind}", result.accuracy, epoch)
+        log.info("epoch %d | word swap: the true %s ranks first for %.1f%% of %d test captions (chance %.1f%%)",
+                 epoch, kind, 100 * result.accuracy, result.captions, 100 * result.chance)
+    return out
+
+
 def train_damsm(cfg: EasyDict, device: torch.device, out_dir: Path, seed: int) -> dict:
     """Pretrain the DAMSM encoders; returns the last epoch's validation metrics."""
     train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "test")
@@ -128,7 +145,8 @@ def train_damsm(cfg: EasyDict, device: torch.device, out_dir: Path, seed: int) -
     params = list(encoders.text.parameters()) + [p for p in encoders.image.parameters() if p.requires_grad]
     model_dir, image_dir = out_dir / "Model", out_dir / "Image"
     writer = SummaryWriter(str(out_dir / "Log"))
-    lr, metrics = cfg.TRAIN.ENCODER_LR, {}
+    lr, metrics, probe = cfg.TRAIN.ENCODER_LR, {}, {}
+    objects = load_objects(cfg.DATA_DIR) if (Path(cfg.DATA_DIR) / "objects.json").is_file() else None
     last_epoch = cfg.TRAIN.MAX_EPOCH - 1
     log.info("DAMSM: %d training / %d test images, %d words, epochs %d..%d on %s", len(train_set), len(val_set),
              train_set.n_words, encoders.start_epoch, last_epoch, device)
@@ -154,10 +172,13 @@ def train_damsm(cfg: EasyDict, device: torch.device, out_dir: Path, seed: int) -
             if epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0 or epoch == last_epoch:
                 save_weights(encoders.image, model_dir / f"image_encoder{epoch}.pth")
                 save_weights(encoders.text, model_dir / f"text_encoder{epoch}.pth")
+                if objects is not None:
+                    probe = word_swap(cfg, encoders, val_set, objects, device, writer, epoch)
     except KeyboardInterrupt:
         log.warning("interrupted: exiting from training early (snapshots so far are in %s)", model_dir)
     finally:
         writer.close()
     metrics["chance"] = 1.0 / cfg.TRAIN.BATCH_SIZE
+    metrics.update(probe)
     (model_dir / "metrics.json").write_text(json.dumps({k: float(v) for k, v in metrics.items()}, indent=1))
     return metrics
