@@ -222,3 +222,38 @@ def test_dcgan_and_cli(setup_dirs, tmp_path, capsys):
             str(tmp_path / "cli"), "--set", "TRAIN.NET_E=", "TRAIN.BATCH_SIZE=4"]
     assert main(argv) == 2
     assert "needs pretrained DAMSM encoders: set TRAIN.NET_E" in capsys.readouterr().err
+
+
+def test_sigterm_to_the_process_group_saves_the_training_state(setup_dirs, tmp_path):
+    """kill -TERM -<pgid> (what a terminal's Ctrl-C, a job scheduler or a container stop
+    does: every process of the group, DataLoader workers included) ends the run with the
+    training state saved at the step it reached."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root, data = setup_dirs
+    out = tmp_path / "run"
+    overrides = [f"DATA_DIR={data}", "WORKERS=1", "TREE.BRANCH_NUM=2", "GAN.GF_DIM=2", "GAN.DF_DIM=2", "GAN.Z_DIM=8",
+                 "GAN.CONDITION_DIM=4", "GAN.R_NUM=1", "TEXT.EMBEDDING_DIM=16", "TEXT.WORDS_NUM=12",
+                 "TRAIN.BATCH_SIZE=4", "TRAIN.MAX_EPOCH=100000", "TRAIN.SNAPSHOT_INTERVAL=100000",
+                 f"TRAIN.NET_E={root / 'enc' / 'text_encoder0.pth'}", "DAMSM.IMAGE_BACKBONE=compact",
+                 "DAMSM.COMPACT_IMAGE_SIZE=32", "RUN.IMAGE_INTERVAL=100000"]
+    command = [sys.executable, str(ROOT / "code" / "main.py"), "--cfg", str(ROOT / "cfg/bird_attn2.yml"), "--gpu", "-1",
+               "--output_dir", str(out), "--set", *overrides]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    state = out / "Model" / "training_state.pth"
+    deadline = time.time() + 120
+    while not state.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)  # the state is first written at the end of epoch 0
+    assert process.poll() is None, process.communicate()[1]
+    time.sleep(1.0)
+    os.killpg(process.pid, signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "stopped at epoch" in err and "DataLoader worker" not in err
+    saved = torch.load(state, map_location="cpu", weights_only=False)
+    assert saved["epoch"] * 3 + saved["step"] == saved["gen_iterations"] > 3  # 3 batches an epoch

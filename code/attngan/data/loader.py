@@ -9,6 +9,7 @@ holds with any number of workers, and the main process's generators are left unt
 from __future__ import annotations
 
 import random
+import signal
 from typing import Iterator
 
 import numpy as np
@@ -63,6 +64,14 @@ class EpochBatches(Sampler):
             yield [(item_seed(self.seed, self.epoch, i), i) for i in idx]
 
 
+def ignore_stop_signals(_worker_id: int) -> None:
+    """In a DataLoader worker: leave Ctrl-C and SIGTERM to the main process. A terminal (or a
+    scheduler stopping a job) signals the whole process group; a worker killed by it would
+    fail the main process's next batch before it could save its state."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def epoch_loader(dataset: Dataset, batch_size: int, workers: int, seed: int, epoch: int, start: int = 0,
                  shuffle: bool = True) -> DataLoader:
     """The DataLoader of one epoch (from batch ``start``)."""
@@ -73,4 +82,5 @@ def epoch_loader(dataset: Dataset, batch_size: int, workers: int, seed: int, epo
     # Its own generator: creating the iterator draws a base seed, which must not move the
     # global generator that the training step draws noise from.
     generator = torch.Generator().manual_seed(item_seed(seed, epoch, -2))
-    return DataLoader(SeededItems(dataset), batch_sampler=sampler, num_workers=workers, generator=generator)
+    return DataLoader(SeededItems(dataset), batch_sampler=sampler, num_workers=workers, generator=generator,
+                      worker_init_fn=ignore_stop_signals)
