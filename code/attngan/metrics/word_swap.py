@@ -75,6 +75,7 @@ def word_swap_accuracy(image_encoder: nn.Module, text_encoder: nn.Module, datase
     view = centre_view(size)
     kinds = {"shape": ("shape", objects["shapes"]), "colour": ("color", list(objects["colors"]))}
     candidates = {name: [w for w in vocab if w in dataset.wordtoix] for name, (_, vocab) in kinds.items()}
+    probed = {name: field for name, (field, _) in kinds.items() if len(candidates[name]) > 1}
     hits: dict[str, list[bool]] = {name: [] for name in kinds}
     keys = dataset.filenames[:max_images]
     with eval_mode(image_encoder, text_encoder), torch.no_grad():
@@ -88,9 +89,9 @@ def word_swap_accuracy(image_encoder: nn.Module, text_encoder: nn.Module, datase
                 ids, length = pad_or_sample(dataset.captions[(start + j) * dataset.captions_per_image],
                                             dataset.words_num, rng)
                 tokens = [dataset.ixtoword[int(i)] for i in ids[:length]]
-                for name, (field, _) in kinds.items():
+                for name, field in probed.items():
                     probe = swap_variants(tokens, objects["images"][key]["objects"], field, candidates[name])
-                    if probe is not None and len(candidates[name]) > 1:
+                    if probe is not None:
                         owners.append((j, name, probe[1], len(probe[0])))
                         rows += probe[0]
             if not rows:
