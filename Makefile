@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo clean-demo
+.PHONY: setup test demo demo-long clean-demo
 
 setup: $(STAMP)
 
@@ -22,5 +22,9 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
+# The same pipeline trained long enough to draw the shapes (about 90 minutes on two CPU cores).
+demo-long: $(STAMP)
+	$(PY) scripts/demo.py --long
+
 clean-demo:
-	rm -rf data/shapes output/demo
+	rm -rf data/shapes output/demo output/demo-long
