@@ -2,11 +2,17 @@
 and an interrupted run that resumes to the same weights as an uninterrupted one."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import yaml
 
 from attngan.checkpoint import load_weights, read_state_dict, save_weights
 from attngan.cli import main
@@ -228,21 +234,13 @@ def test_sigterm_to_the_process_group_saves_the_training_state(setup_dirs, tmp_p
     """kill -TERM -<pgid> (what a terminal's Ctrl-C, a job scheduler or a container stop
     does: every process of the group, DataLoader workers included) ends the run with the
     training state saved at the step it reached."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     root, data = setup_dirs
     out = tmp_path / "run"
-    overrides = [f"DATA_DIR={data}", "WORKERS=1", "TREE.BRANCH_NUM=2", "GAN.GF_DIM=2", "GAN.DF_DIM=2", "GAN.Z_DIM=8",
-                 "GAN.CONDITION_DIM=4", "GAN.R_NUM=1", "TEXT.EMBEDDING_DIM=16", "TEXT.WORDS_NUM=12",
-                 "TRAIN.BATCH_SIZE=4", "TRAIN.MAX_EPOCH=100000", "TRAIN.SNAPSHOT_INTERVAL=100000",
-                 f"TRAIN.NET_E={root / 'enc' / 'text_encoder0.pth'}", "DAMSM.IMAGE_BACKBONE=compact",
-                 "DAMSM.COMPACT_IMAGE_SIZE=32", "RUN.IMAGE_INTERVAL=100000"]
-    command = [sys.executable, str(ROOT / "code" / "main.py"), "--cfg", str(ROOT / "cfg/bird_attn2.yml"), "--gpu", "-1",
-               "--output_dir", str(out), "--set", *overrides]
+    cfg = tiny_cfg(data, root / "enc")
+    cfg.WORKERS, cfg.TRAIN.MAX_EPOCH, cfg.RUN.IMAGE_INTERVAL = 1, 100000, 100000
+    (tmp_path / "tiny.yml").write_text(yaml.safe_dump(json.loads(json.dumps(cfg))))
+    command = [sys.executable, str(ROOT / "code" / "main.py"), "--cfg", str(tmp_path / "tiny.yml"), "--gpu", "-1",
+               "--output_dir", str(out)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     state = out / "Model" / "training_state.pth"

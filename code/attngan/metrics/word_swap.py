@@ -27,6 +27,7 @@ from attngan.data.datasets import TextDataset, centre_view, get_imgs
 from attngan.data.text import pad_or_sample
 from attngan.models import text_features
 from attngan.runtime import eval_mode
+from attngan.sampling import encode_captions
 
 from .localisation import words_naming_objects
 
@@ -96,7 +97,9 @@ def word_swap_accuracy(image_encoder: nn.Module, text_encoder: nn.Module, datase
                         rows += probe[0]
             if not rows:
                 continue
-            sentences = _sentence_vectors(text_encoder, [[dataset.wordtoix[w] for w in row] for row in rows], device)
+            encoded = encode_captions([" ".join(row) for row in rows], dataset.wordtoix, "word-swap probe")
+            _, sentences, _ = text_features(text_encoder, encoded.captions.to(device), encoded.cap_lens.to(device))
+            sentences = sentences[torch.as_tensor(np.argsort(encoded.sorted_indices), device=device)]
             first = 0
             for j, name, true, count in owners:
                 similarity = F.cosine_similarity(codes[j:j + 1], sentences[first:first + count])
@@ -105,14 +108,3 @@ def word_swap_accuracy(image_encoder: nn.Module, text_encoder: nn.Module, datase
     return {name: SwapAccuracy(float(np.mean(h)) if h else float("nan"), 1.0 / max(len(candidates[name]), 1), len(h))
             for name, h in hits.items()}
 
-
-def _sentence_vectors(text_encoder: nn.Module, rows: list[list[int]], device: torch.device) -> torch.Tensor:
-    """Sentence vectors [len(rows),D] of word-id lists, in their order (the text encoder
-    reads them sorted by length)."""
-    order = sorted(range(len(rows)), key=lambda r: -len(rows[r]))
-    ids = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
-    for k, r in enumerate(order):
-        ids[k, :len(rows[r])] = torch.tensor(rows[r])
-    lengths = torch.tensor([len(rows[r]) for r in order])
-    _, sentences, _ = text_features(text_encoder, ids.to(device), lengths.to(device))
-    return sentences[torch.as_tensor(np.argsort(order), device=device)]
