@@ -248,3 +248,33 @@ def test_scaled_objects_are_larger_centred_and_drawn(tmp_path):
             assert start in (0, 48 - w) or min(abs(centre - c) for c in (8, 24, 40)) <= 4, (key, obj)
         pixels = np.asarray(Image.open(out / "images" / f"{key}.jpg"))
         assert _nearest_color(pixels[y + h // 2, x + w // 2]) == obj["color"]
+
+
+def test_palette_restricts_every_colour(tmp_path, capsys):
+    """--colors red,blue: objects, backgrounds, pixels and captions use those two only, and
+    the example captions are the 8 distinct (shape, colour) pairs of that palette."""
+    out = tmp_path / "two"
+    assert main(["--out", str(out), "--num-images", "24", "--image-size", "48", "--colors", "red,blue"]) == 0
+    capsys.readouterr()
+    data = json.loads((out / "objects.json").read_text())
+    assert list(data["colors"]) == data["settings"]["colors"] == ["red", "blue"]
+    for key, record in data["images"].items():
+        pixels = np.asarray(Image.open(out / "images" / f"{key}.jpg"))
+        assert _nearest_color(pixels[0, 0]) == record["background"]  # objects keep a 1 px margin
+        for obj in record["objects"]:
+            assert obj["color"] != record["background"]
+        colour_words = {w for c in _captions(out, key) for w in _tokens(c) if w in COLORS}
+        assert colour_words <= {"red", "blue"}, key
+    lines = (out / "example_captions.txt").read_text().splitlines()
+    named = {(colour, shape) for line in lines for colour in COLORS for shape in SHAPES
+             if f"{colour} {shape}" in line}
+    assert len(lines) == 8 and named == {(c, s) for c in ("red", "blue") for s in SHAPES}
+
+
+@pytest.mark.parametrize("colors, message", [(["red", "mauve"], "unknown colour.*'mauve'"),
+                                             (["red"], "at least two distinct"),
+                                             (["red", "red"], "at least two distinct")])
+def test_bad_palette(tmp_path, colors, message):
+    with pytest.raises(ValueError, match=message):
+        make_shapes_dataset(tmp_path / "x", num_images=6, image_size=24, colors=colors)
+    assert not (tmp_path / "x").exists()

@@ -15,6 +15,7 @@ import logging
 import pickle
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,7 @@ MULTI_TEMPLATES: tuple[str, ...] = (
     "we see {m} {loc} and {others} on {bg}",
 )
 MIN_WORDS, MAX_WORDS = 4, 18
+MIN_EXAMPLES = 8  # lines of example_captions.txt with a small palette
 CAPTIONS_MENTIONING_ALL = 3  # captions per image that name every object, when several
 
 # What may sit in a dataset folder that --force replaces: the files written here and
@@ -123,16 +125,16 @@ def class_id(shape: str, color: str) -> int:
     return SHAPES.index(shape) * len(COLORS) + list(COLORS).index(color) + 1
 
 
-def _sample_scene(rng: np.random.Generator, max_objects: int,
+def _sample_scene(rng: np.random.Generator, max_objects: int, colors: list[str],
                   main: tuple[str, str] | None = None) -> Scene:
-    """Random scene; ``main`` forces the (shape, colour) of the main object.
+    """Random scene in the palette ``colors``; ``main`` forces the (shape, colour) of the
+    main object.
 
     Objects sit in distinct grid cells, have distinct (shape, colour) pairs, differ in
     colour from the background, and none is larger than the main object.
     """
     num = int(rng.integers(1, max_objects + 1))
     cells = rng.choice(9, size=num, replace=False)
-    colors = list(COLORS)
     main_size = SIZES[int(rng.integers(len(SIZES)))]
     if main is None:
         main = (SHAPES[int(rng.integers(len(SHAPES)))], colors[int(rng.integers(len(colors)))])
@@ -297,18 +299,21 @@ def _write_readme(path: Path, args: dict[str, Any]) -> None:
         "than editing it.\n", encoding="ascii")
 
 
-def _write_examples(out_dir: Path, max_objects: int, rng: np.random.Generator) -> None:
-    """example_captions.txt: one caption for each colour, shapes in turn."""
+def _write_examples(out_dir: Path, max_objects: int, colors: list[str], rng: np.random.Generator) -> None:
+    """example_captions.txt: one caption for each colour, shapes in turn, then again with
+    the shapes shifted by one, until there are at least MIN_EXAMPLES (distinct pairs)."""
+    pairs = [(SHAPES[(i + shift) % len(SHAPES)], color)
+             for shift in range(len(SHAPES)) for i, color in enumerate(colors)]
     lines = []
-    for i, color in enumerate(COLORS):
-        scene = _sample_scene(rng, max_objects, main=(SHAPES[i % len(SHAPES)], color))
+    for main in pairs[:max(len(colors), MIN_EXAMPLES)]:
+        scene = _sample_scene(rng, max_objects, colors, main=main)
         lines.append(_caption(scene, len(scene.objects) > 1, set(), rng))
     (out_dir / "example_captions.txt").write_text("\n".join(lines) + "\n", encoding="ascii")
     (out_dir / "example_filenames.txt").write_text("example_captions\n", encoding="ascii")
 
 
 def _validate(num_images: int, image_size: int, test_fraction: float,
-              captions_per_image: int, max_objects: int, object_scale: float) -> None:
+              captions_per_image: int, max_objects: int, object_scale: float, colors: list[str]) -> None:
     if num_images < 2:
         raise ValueError(f"num_images must be >= 2, got {num_images}")
     if image_size < 16:
@@ -321,28 +326,39 @@ def _validate(num_images: int, image_size: int, test_fraction: float,
         raise ValueError(f"max_objects must be in 1..9, got {max_objects}")
     if not 0 < object_scale <= 3:
         raise ValueError(f"object_scale must be in (0, 3], got {object_scale}")
+    unknown = [c for c in colors if c not in COLORS]
+    if unknown:
+        raise ValueError(f"colors: unknown colour(s) {', '.join(map(repr, unknown))}; known: {', '.join(COLORS)}")
+    if len(set(colors)) != len(colors) or len(colors) < 2:
+        raise ValueError(f"colors must name at least two distinct colours (the background differs from "
+                         f"the main object's), got {colors}")
 
 
 def make_shapes_dataset(out_dir: str | Path, num_images: int = 1200, image_size: int = 64,
                         seed: int = 0, test_fraction: float = 1 / 6,
                         captions_per_image: int = 10, max_objects: int = 3,
-                        object_scale: float = 1.0, overwrite: bool = False) -> dict[str, Any]:
+                        object_scale: float = 1.0, colors: Sequence[str] | None = None,
+                        overwrite: bool = False) -> dict[str, Any]:
     """Write the shapes dataset to ``out_dir``; the same arguments give identical files.
 
     ``object_scale`` > 1 draws larger objects, centred on their grid cells (they may
-    overlap when there are several): the easier data the demo trains on.
+    overlap when there are several): the easier data the demo trains on. ``colors``: the
+    palette, a subset of COLORS (default: all of them). With fewer colours, more pairs of
+    a batch share their colours and differ in shape only, so a contrastive loss must see
+    shapes sooner.
     Written into the sibling folder ``.<name>.partial`` first and moved into place at
     the end, so a failure leaves an existing dataset untouched. Raises FileExistsError if ``out_dir``
     is non-empty and not ``overwrite`` (and always if it holds files of its own).
     Returns a summary: out_dir, num_images, num_train, num_test, image_size,
     num_classes (distinct main-object classes), vocab_size (distinct caption words).
     """
-    _validate(num_images, image_size, test_fraction, captions_per_image, max_objects, object_scale)
+    colors = list(COLORS if colors is None else colors)
+    _validate(num_images, image_size, test_fraction, captions_per_image, max_objects, object_scale, colors)
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
     args = dict(seed=seed, num_images=num_images, image_size=image_size,
                 test_fraction=test_fraction, captions_per_image=captions_per_image,
-                max_objects=max_objects, object_scale=object_scale)
+                max_objects=max_objects, object_scale=object_scale, colors=colors)
     partial = out_dir.parent / f".{out_dir.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -362,7 +378,7 @@ def make_shapes_dataset(out_dir: str | Path, num_images: int = 1200, image_size:
 
 def _write_dataset(out_dir: Path, seed: int, num_images: int, image_size: int,
                    test_fraction: float, captions_per_image: int,
-                   max_objects: int, object_scale: float) -> dict[str, Any]:
+                   max_objects: int, object_scale: float, colors: list[str]) -> dict[str, Any]:
     """Write every file but README.txt into the existing empty folder ``out_dir``."""
     rng = np.random.default_rng(seed)
     for sub in ("images", "text", "train", "test"):
@@ -374,7 +390,7 @@ def _write_dataset(out_dir: Path, seed: int, num_images: int, image_size: int,
     classes: dict[str, int] = {}
     vocabulary: set[str] = set()
     for key in keys:
-        scene = _sample_scene(rng, max_objects)
+        scene = _sample_scene(rng, max_objects, colors)
         image, boxes = _render(scene, image_size, rng, object_scale)
         image.save(out_dir / "images" / f"{key}.jpg", quality=95, subsampling=0)
         captions = _captions(scene, captions_per_image, rng)
@@ -391,11 +407,12 @@ def _write_dataset(out_dir: Path, seed: int, num_images: int, image_size: int,
         _dump_pickle(split_keys, out_dir / split / "filenames.pickle")
         _dump_pickle([classes[k] for k in split_keys], out_dir / split / "class_info.pickle")
     settings = dict(seed=seed, num_images=num_images, image_size=image_size, test_fraction=test_fraction,
-                    captions_per_image=captions_per_image, max_objects=max_objects, object_scale=object_scale)
-    side = {"settings": settings, "image_size": image_size, "colors": {k: list(v) for k, v in COLORS.items()},
+                    captions_per_image=captions_per_image, max_objects=max_objects, object_scale=object_scale,
+                    colors=colors)
+    side = {"settings": settings, "image_size": image_size, "colors": {k: list(COLORS[k]) for k in colors},
             "shapes": list(SHAPES), "images": records}
     (out_dir / "objects.json").write_text(json.dumps(side) + "\n", encoding="ascii")
-    _write_examples(out_dir, max_objects, rng)
+    _write_examples(out_dir, max_objects, colors, rng)
     return {"num_images": num_images, "num_train": num_images - num_test,
             "num_test": num_test, "image_size": image_size,
             "num_classes": len(set(classes.values())), "vocab_size": len(vocabulary)}
@@ -414,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-objects", type=int, default=3)
     parser.add_argument("--object-scale", type=float, default=1.0,
                         help="object size multiplier; above 1, objects centred on their grid cell")
+    parser.add_argument("--colors", type=lambda text: text.split(","), default=None,
+                        help=f"comma-separated palette, a subset of {','.join(COLORS)} (default: all)")
     parser.add_argument("--force", action="store_true",
                         help="replace an existing dataset in --out")
     args = parser.parse_args(argv)
@@ -421,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = make_shapes_dataset(
             args.out, num_images=args.num_images, image_size=args.image_size,
             seed=args.seed, test_fraction=args.test_fraction,
-            max_objects=args.max_objects, object_scale=args.object_scale, overwrite=args.force)
+            max_objects=args.max_objects, object_scale=args.object_scale, colors=args.colors,
+            overwrite=args.force)
     except (FileExistsError, ValueError) as err:
         parser.exit(2, f"attngan-make-shapes: error: {err}\n")
     print(f"wrote {summary['num_images']} images ({summary['num_train']} train, "
