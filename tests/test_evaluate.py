@@ -138,13 +138,13 @@ def test_scoring_the_saved_folder_gives_the_same_numbers(cfg, tmp_path):
     assert folder["settings"]["checkpoints"]["generator"] is None
 
 
-def test_localisation_and_the_command_line(cfg, tmp_path, capsys):
+def test_localisation_object_match_and_the_command_line(cfg, tmp_path, capsys):
     plain = json.loads(json.dumps(cfg))
     plain["RUN"]["OUTPUT_DIR"] = str(tmp_path / "output")
     yml = tmp_path / "tiny.yml"
     yml.write_text(yaml.safe_dump(plain))
     out = tmp_path / "out"
-    assert main(["--cfg", str(yml), "--gpu", "-1", "--metrics", "rp,loc", "--num_samples", "7",
+    assert main(["--cfg", str(yml), "--gpu", "-1", "--metrics", "rp,loc,obj", "--num_samples", "7",
                  "--batch_size", "3", "--output_dir", str(out), "--set", "EVAL.SPLITS=7"]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["output_dir"] == str(out) and "r_precision" in printed
@@ -154,7 +154,10 @@ def test_localisation_and_the_command_line(cfg, tmp_path, capsys):
     assert set(loc) == {"generator_stage2", "damsm"}
     for values in loc.values():
         assert values["words"] > 0 and 0 < values["chance"] < 1 and 0 <= values["hit_rate"] <= 1
-    assert "Chance (%)" in (out / "report.md").read_text()
+    match = saved["metrics"]["object_match"]
+    assert match["objects"] > 0 and all(0 <= match[k] <= 1 for k in ("colour", "shape", "chance_colour", "chance_shape"))
+    report = (out / "report.md").read_text()
+    assert "Chance (%)" in report and "## Object match" in report
     # Without --output_dir: a new folder under RUN.OUTPUT_DIR/eval every run.
     for _ in range(2):
         assert main(["--cfg", str(yml), "--gpu", "-1", "--num_samples", "10"]) == 0
@@ -231,8 +234,9 @@ def test_folder_without_class_ids_draws_from_every_test_caption(cfg, tmp_path, g
     (good_folder / MANIFEST).write_text("\n".join(lines) + "\n")
     result = evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=good_folder)
     assert result["metrics"]["r_precision"]["images"] == 10
-    with pytest.raises(ValueError, match="'loc' scores the generator's attention"):
-        evaluate(cfg, CPU, {"loc"}, tmp_path / "out", image_dir=good_folder)
+    for metric in ("loc", "obj"):
+        with pytest.raises(ValueError, match="'loc' and 'obj' score the generator's attention"):
+            evaluate(cfg, CPU, {metric}, tmp_path / "out", image_dir=good_folder)
 
 
 def test_networks_given_by_a_training_loop_keep_their_mode(cfg, tmp_path):

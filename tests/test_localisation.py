@@ -93,7 +93,8 @@ def test_view_box_follows_the_centre_crop_of_the_original_transform():
 
 
 def test_missing_objects_json_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="objects.json.*attention localisation needs a dataset with "
+    with pytest.raises(FileNotFoundError, match="objects.json.*attention localisation and object match need a "
+                                                "dataset with "
                                                 "objects.json, such as the generated shapes dataset"):
         load_objects(tmp_path)
 

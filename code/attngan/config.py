@@ -87,7 +87,8 @@ _DEFAULTS: dict[str, Any] = {
     # Evaluation (attngan-eval, and during training when EVERY_EPOCHS > 0).
     "EVAL": {
         # Metrics to compute, comma-separated: rp (R-precision), is, fid, loc (attention
-        # localisation, datasets with objects.json).
+        # localisation) and obj (object match: colour and shape), the last two for datasets
+        # with objects.json.
         "METRICS": "rp,is,fid",
         # Generated images to score: every test caption in turn, cycled until this many
         # (the paper's protocol: 30,000).

@@ -175,7 +175,7 @@ def _shape_box(obj: ShapeObject, image_size: int, rng: np.random.Generator,
     return x, y, side, side
 
 
-def _draw_object(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int],
+def draw_object(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int],
                  fill: tuple[int, int, int]) -> None:
     """Draw a filled shape covering exactly the pixels of ``box``."""
     x, y, w, h = box
@@ -201,7 +201,7 @@ def _render(scene: Scene, image_size: int, rng: np.random.Generator,
     boxes = []
     for obj in scene.objects:
         box = _shape_box(obj, image_size, rng, object_scale)
-        _draw_object(draw, obj.shape, box, COLORS[obj.color])
+        draw_object(draw, obj.shape, box, COLORS[obj.color])
         boxes.append(box)
     return image, boxes
 

@@ -91,8 +91,8 @@ def _mean_std(values: dict[str, float] | None, scale: float = 1.0) -> str:
 
 
 def report_markdown(summary: dict[str, Any]) -> str:
-    """A short report: the paper's table, the localisation table with chance beside it,
-    the settings and links to the figures."""
+    """A short report: the paper's table, the localisation and object-match tables with
+    chance beside them, the settings and links to the figures."""
     m, s, files = summary["metrics"], summary["settings"], summary["files"]
     fid = f"{m['fid']:.2f}" if "fid" in m else "–"
     source = (f"{s['num_samples']} images of {s['image_dir']}" if s["source"] == "image_dir" else
@@ -114,6 +114,8 @@ def report_markdown(summary: dict[str, Any]) -> str:
                   f"(Inception weights: {s['inception_weights']}).", ""]
     if "localisation" in m:
         lines += _localisation_table(m["localisation"])
+    if "object_match" in m:
+        lines += _object_match_table(m["object_match"])
     lines += _figure_links(files)
     lines += [f"Every number and setting: [metrics.json]({files['metrics']}).", ""]
     return "\n".join(lines)
@@ -127,6 +129,16 @@ def _localisation_table(loc: dict[str, dict[str, Any]]) -> list[str]:
         name = "DAMSM word–region attention" if key == "damsm" else f"Generator, stage {key[-1]} word attention"
         lines.append(f"| {name} | {_percent(values['hit_rate'])} | {_percent(values['chance'])} | {values['words']} |")
     return lines + [""]
+
+
+def _object_match_table(match: dict[str, Any]) -> list[str]:
+    return ["## Object match", "",
+            f"Share of the {match['objects']} objects named by the captions that the images draw in the named colour, "
+            "and in the named colour and shape (metrics/object_match.py); chance: the same images checked against "
+            "another test image's caption.", "",
+            "| Drawn right | Share (%) | Chance (%) |", "|---|---|---|",
+            f"| Colour | {_percent(match['colour'])} | {_percent(match['chance_colour'])} |",
+            f"| Colour and shape | {_percent(match['shape'])} | {_percent(match['chance_shape'])} |", ""]
 
 
 def _figure_links(files: dict[str, Any]) -> list[str]:
@@ -156,4 +168,6 @@ def scalars(summary: dict[str, Any]) -> dict[str, float]:
     for key, values in m.get("localisation", {}).items():
         if values["hit_rate"] is not None:
             out[f"eval/localisation_{key}"] = values["hit_rate"]
+    if m.get("object_match", {}).get("objects"):
+        out.update({"eval/object_colour": m["object_match"]["colour"], "eval/object_shape": m["object_match"]["shape"]})
     return out

@@ -21,6 +21,8 @@ from ..runtime import eval_mode, forked_rng
 from ..training.damsm import image_encoder_path
 from .captions import generated_batches, load_eval_captions
 from ..files import write_atomic
+from ..metrics.localisation import load_objects
+from ..metrics.object_match import ObjectJudge, ObjectTally
 from .folder import MANIFEST, folder_batches, read_manifest
 from .networks import load_networks
 from .report import report_markdown, scalars
@@ -28,7 +30,7 @@ from .scoring import image_quality, scores, stream_batches
 
 log = logging.getLogger(__name__)
 
-METRICS = ("rp", "is", "fid", "loc")
+METRICS = ("rp", "is", "fid", "loc", "obj")
 
 
 def parse_metrics(text: str | Iterable[str]) -> set[str]:
@@ -70,8 +72,9 @@ def evaluate(cfg: EasyDict, device: torch.device, metrics: Iterable[str], out_di
     for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
-    if image_dir is not None and "loc" in metrics:
-        raise ValueError("'loc' scores the generator's attention: it needs TRAIN.NET_G, not an image folder")
+    if image_dir is not None and metrics & {"loc", "obj"}:
+        raise ValueError("'loc' and 'obj' score the generator's attention and images against the test images' "
+                         "objects: they need TRAIN.NET_G, not an image folder")
     if image_dir is not None and save_images:
         raise ValueError("save_images keeps generated images; the images of an image folder are on disk already")
     entries = read_manifest(image_dir) if image_dir is not None else None
@@ -83,6 +86,8 @@ def evaluate(cfg: EasyDict, device: torch.device, metrics: Iterable[str], out_di
         quality = image_quality(metrics, cfg, device, feature_extractor) if metrics & {"is", "fid"} else None
         dataset = build_dataset(cfg, "test")
         captions = load_eval_captions(dataset, seed)
+        objects = (ObjectTally(ObjectJudge(load_objects(cfg.DATA_DIR)), captions.keys, captions.texts,
+                               captions.captions_per_image) if "obj" in metrics else None)
         nets = load_networks(cfg, dataset.n_words, device, metrics, entries is None, net_g, text_encoder, image_encoder)
         with eval_mode(nets.net_g, nets.text_encoder, nets.image_encoder):
             torch.manual_seed(seed)  # z and CA_NET's noise
@@ -94,7 +99,8 @@ def evaluate(cfg: EasyDict, device: torch.device, metrics: Iterable[str], out_di
                                             num_samples, batch_size)
             stream = stream_batches(batches, num_samples, len(captions) if entries is None else num_samples,
                                     metrics, nets.image_encoder, quality,
-                                    out_dir / "images" if save_images else None, captions if entries is None else None)
+                                    out_dir / "images" if save_images else None, captions if entries is None else None,
+                                    objects)
             result, timings = scores(stream, metrics, quality, nets, dataset, captions, cfg, device, batch_size,
                                      seed, num_samples)
     files = stream.showcase.write(out_dir)
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     """``attngan-eval``: score TRAIN.NET_G (or --image_dir) and write metrics.json, report.md
     and figures into --output_dir (default RUN.OUTPUT_DIR/eval/<dataset>_<model>_<time>)."""
     parser = base_parser("Score a text-to-image generator (TRAIN.NET_G) or a folder of images with R-precision, "
-                         "Inception score, FID and attention localisation.", "cfg/eval_bird.yml")
+                         "Inception score, FID, attention localisation and object match.", "cfg/eval_bird.yml")
     parser.add_argument("--metrics", default=None,
                         help=f"comma-separated, of {','.join(METRICS)} (default EVAL.METRICS)")
     parser.add_argument("--num_samples", type=int, default=None, help="images to generate (default EVAL.NUM_SAMPLES)")

@@ -1,6 +1,6 @@
 """The metrics from streamed images: each batch goes through R-precision's DAMSM codes,
-the IS/FID accumulator, the showcase and the saver, and no image is kept; then the
-scores, with FID's real images and localisation's own passes."""
+the IS/FID accumulator, the object-match tally, the showcase and the saver, and no image
+is kept; then the scores, with FID's real images and localisation's own passes."""
 from __future__ import annotations
 
 import copy
@@ -19,9 +19,10 @@ from tqdm import tqdm
 from ..data.datasets import TextDataset, centre_view
 from ..data.loader import SeededItems
 from ..metrics.localisation import damsm_localisation, generator_localisation, load_objects
+from ..metrics.object_match import ObjectTally
 from ..metrics.r_precision import r_precision
 from ..visualize import quantise
-from .captions import Batch, EvalCaptions, encode, inverse
+from .captions import Batch, EvalCaptions, encode, inverse, sample_rows
 from .folder import ImageSaver
 from .networks import Networks
 from .report import Showcase
@@ -87,11 +88,12 @@ def _localisation(cfg: EasyDict, net_g: nn.Module, text_encoder: nn.Module, imag
 @dataclass
 class Stream:
     """What streaming the images leaves behind: the DAMSM codes R-precision needs, the
-    showcase, the saver, the image size and the time it took."""
+    object-match tally, the showcase, the saver, the image size and the time it took."""
 
     codes: list[torch.Tensor] = field(default_factory=list)
     sentences: list[torch.Tensor] = field(default_factory=list)
     classes: list[np.ndarray] = field(default_factory=list)
+    objects: ObjectTally | None = None
     showcase: Showcase | None = None
     saver: ImageSaver | None = None
     size: int = 0
@@ -100,10 +102,10 @@ class Stream:
 
 def stream_batches(batches: Iterator[Batch], total: int, num_captions: int, metrics: set[str],
                    image_encoder: nn.Module | None, quality, save_dir: Path | None,
-                   captions: EvalCaptions | None) -> Stream:
+                   captions: EvalCaptions | None, objects: ObjectTally | None = None) -> Stream:
     """Every batch through the metrics, the showcase and the saver; no image is kept."""
     began = time.perf_counter()
-    stream = Stream(showcase=Showcase(total, num_captions),
+    stream = Stream(objects=objects, showcase=Showcase(total, num_captions),
                      saver=ImageSaver(save_dir, captions) if save_dir is not None else None)
     with tqdm(total=total, desc="generating" if captions is not None else "scoring", unit="img",
               dynamic_ncols=True, disable=None) as bar:
@@ -114,6 +116,9 @@ def stream_batches(batches: Iterator[Batch], total: int, num_captions: int, metr
                 stream.classes.append(batch.classes)
             if quality is not None:
                 quality.update_fake(batch.images)
+            if objects is not None:
+                objects.add(batch.images, sample_rows(batch.start, batch.start + len(batch.texts), num_captions),
+                            batch.words)
             stream.showcase.add(batch)
             if stream.saver is not None:
                 stream.saver.add(batch)
@@ -138,6 +143,8 @@ def scores(stream: Stream, metrics: set[str], quality, nets: Networks, dataset: 
         result["r_precision"] = {"mean": rp.mean, "std": rp.std, "chance": rp.chance, "candidates": rp.candidates,
                                  "images": len(rp.hits)}
         timings["r_precision"], t0 = time.perf_counter() - t0, time.perf_counter()
+    if stream.objects is not None:
+        result["object_match"] = stream.objects.result().as_dict()
     if quality is not None:
         for real in real_test_images(dataset, stream.size, batch_size, cfg.WORKERS):
             quality.update_real(real.to(device))

@@ -67,8 +67,8 @@ def load_objects(data_dir: str | Path) -> dict[str, Any]:
     """The parsed ``DATA_DIR/objects.json`` (image_size, colors, shapes, images by key)."""
     path = Path(data_dir) / "objects.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: attention localisation needs a dataset with objects.json, "
-                                "such as the generated shapes dataset (attngan-make-shapes)")
+        raise FileNotFoundError(f"{path} not found: attention localisation and object match need a dataset with "
+                                "objects.json, such as the generated shapes dataset (attngan-make-shapes)")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
