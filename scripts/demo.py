@@ -22,12 +22,15 @@ DATA = ROOT / "data" / "shapes"
 # --long: the run whose images draw the shapes, about half of them right after 7,480 steps
 # (docs/demo_long_samples.png); a DAMSM that tells shapes apart needs ~10 epochs.
 LONG = {"damsm": ["TRAIN.MAX_EPOCH=10"], "gan": ["TRAIN.MAX_EPOCH=40", "TRAIN.SNAPSHOT_INTERVAL=10"]}
-DATA_SETTINGS = {"num_images": 3600, "max_objects": 1, "object_scale": 2.0}
+DATA_SETTINGS = {"num_images": 3600, "max_objects": 1, "object_scale": 2.0,
+                 "colors": ["red", "green", "blue", "yellow"]}
 
 
 def prepare_data() -> None:
-    """The demo's shapes: one large object per image (object_scale 2), which DAMSM and the
-    small generator learn in minutes; regenerated when data/shapes holds other settings."""
+    """The demo's shapes: one large object per image (object_scale 2) in one of four colours,
+    which DAMSM and the small generator learn in minutes (with all eight colours, colour
+    alone tells a batch's images apart and DAMSM learns shapes late); regenerated when
+    data/shapes holds other settings."""
     objects = DATA / "objects.json"
     if objects.exists() and json.loads(objects.read_text()).get("settings", {}).items() >= DATA_SETTINGS.items():
         print(f"[demo] using the existing dataset in {DATA} (make clean-demo to regenerate)")
@@ -43,6 +46,10 @@ def print_scores(metrics: dict) -> None:
     for name, loc in metrics["localisation"].items():
         print(f"[demo] attention localisation, {name.replace('_', ' ')}: {loc['hit_rate']:.1%} of {loc['words']} "
               f"object words peak inside their object (chance {loc['chance']:.1%})")
+    match = metrics["object_match"]
+    print(f"[demo] object match over {match['objects']} named objects: drawn in the named colour {match['colour']:.1%} "
+          f"(chance {match['chance_colour']:.1%}), in the named colour and shape {match['shape']:.1%} "
+          f"(chance {match['chance_shape']:.1%})")
 
 
 def step(title: str, command: str, argv: list[str], run) -> None:
@@ -89,7 +96,7 @@ def main() -> int:
          ["--cfg", str(ROOT / "cfg/eval_shapes.yml"), "--gpu", "-1", "--data_dir", str(DATA), "--set", f"TRAIN.NET_G={net_g}",
           f"TRAIN.NET_E={text_encoder}"], sample_main)
     evaluation = out / "eval"
-    step("scoring it: R-precision and attention localisation", "attngan-eval",
+    step("scoring it: R-precision, attention localisation and object match", "attngan-eval",
          ["--cfg", str(ROOT / "cfg/eval_shapes.yml"), "--gpu", "-1", "--data_dir", str(DATA), "--output_dir",
           str(evaluation), "--set", f"TRAIN.NET_G={net_g}", f"TRAIN.NET_E={text_encoder}"], eval_main)
     print_scores(json.loads((evaluation / "metrics.json").read_text())["metrics"])
