@@ -22,7 +22,7 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
-# The same pipeline trained long enough to draw shapes, about half of them right (about 85 minutes on two CPU cores).
+# The same pipeline with AttnGAN trained five times longer (about 45 minutes on two CPU cores).
 demo-long: $(STAMP)
 	$(PY) scripts/demo.py --long
 
