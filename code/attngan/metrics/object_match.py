@@ -24,7 +24,7 @@ The real test images score 100 % on both (tests/test_object_match.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -53,7 +53,7 @@ class ObjectMatch:
     chance_shape: float
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 def shape_masks(shapes: Sequence[str], width: int, height: int) -> list[np.ndarray]:
@@ -95,8 +95,9 @@ class ObjectJudge:
         areas = np.bincount(labels.ravel())[1:]
         if not MIN_AREA <= areas.max() / mask.size <= MAX_AREA:
             return False, False
-        ys, xs = np.nonzero(labels == areas.argmax() + 1)
-        region = (labels == areas.argmax() + 1)[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        largest = labels == areas.argmax() + 1
+        ys, xs = np.nonzero(largest)
+        region = largest[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
         ious = [(region & m).sum() / (region | m).sum() for m in shape_masks(self.shapes, *region.shape[::-1])]
         best = int(np.argmax(ious))
         return True, self.shapes[best] == obj["shape"] and ious[best] >= MIN_IOU
