@@ -1,7 +1,7 @@
 """Config defaults, YAML merging and its errors."""
 import pytest
 
-from attngan.config import ConfigError, apply_overrides, default_config, load_config
+from attngan.config import ConfigError, apply_overrides, default_config, load_config, record_config
 
 from conftest import ROOT
 
@@ -77,3 +77,26 @@ def test_command_line_overrides():
 def test_our_configs_load(name):
     cfg = load_config(ROOT / "cfg" / name)
     assert cfg.DAMSM.IMAGE_BACKBONE == "compact" and cfg.DATA_DIR == "data/shapes"
+
+
+def test_recorded_config_loads_back_and_a_changed_run_keeps_the_first(tmp_path, caplog):
+    cfg = load_config(ROOT / "cfg" / "bird_attn2.yml")
+    first = record_config(cfg, tmp_path, "python code/main.py --cfg cfg/bird_attn2.yml\nseed 7")
+    assert first.name == "config.yml" and first.read_text().startswith("# python code/main.py --cfg cfg/bird_attn2.yml\n# seed 7\n")
+    assert load_config(first) == cfg
+    cfg.RUN.RESUME = "run/Model/training_state.pth"  # where to continue from: the same run
+    assert record_config(cfg, tmp_path, "resumed") == first
+    cfg.TRAIN.MAX_EPOCH, cfg.TRAIN.NET_E = 700, "other/text_encoder9.pth"
+    with caplog.at_level("WARNING"):
+        assert record_config(cfg, tmp_path, "extended").name == "config.1.yml"
+    assert "TRAIN.MAX_EPOCH: 600 -> 700" in caplog.text and "TRAIN.NET_E: 'DAMSMencoders/bird/text_encoder200.pth'" in caplog.text
+    assert "RUN.RESUME" not in caplog.text
+    assert load_config(first).TRAIN.MAX_EPOCH == 600 and load_config(tmp_path / "config.1.yml").TRAIN.MAX_EPOCH == 700
+    assert record_config(cfg, tmp_path, "again").name == "config.2.yml"
+
+
+def test_an_unreadable_recorded_config_is_kept(tmp_path, caplog):
+    (tmp_path / "config.yml").write_text("not: [valid")
+    with caplog.at_level("WARNING"):
+        assert record_config(default_config(), tmp_path, "run").name == "config.1.yml"
+    assert (tmp_path / "config.yml").read_text() == "not: [valid" and "not a config" in caplog.text

@@ -6,6 +6,7 @@ import torch
 
 from attngan.checkpoint import read_state_dict
 from attngan.cli import pretrain_damsm_main
+from attngan.config import load_config
 from attngan.data.synthetic import make_shapes_dataset
 from attngan.training.damsm import epoch_of, image_encoder_path
 
@@ -41,6 +42,9 @@ def test_two_epochs_write_snapshots_logs_and_resume(shapes, tmp_path, capsys):
     assert (out / "Image" / "attention_maps0.png").is_file()
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["output_dir"] == str(out)
+    recorded = (out / "config.yml").read_text()
+    assert "--manualSeed 1" in recorded.splitlines()[0] and recorded.splitlines()[1].startswith("# seed 1;")
+    assert load_config(out / "config.yml").TRAIN.BATCH_SIZE == 6  # the resolved config, overrides included
 
     resumed = tmp_path / "resumed"
     assert run(shapes, resumed, f"TRAIN.NET_E={model / 'text_encoder1.pth'}", "TRAIN.MAX_EPOCH=3") == 0

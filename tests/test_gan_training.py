@@ -255,3 +255,5 @@ def test_sigterm_to_the_process_group_saves_the_training_state(setup_dirs, tmp_p
     assert "stopped at epoch" in err and "DataLoader worker" not in err
     saved = torch.load(state, map_location="cpu", weights_only=False)
     assert saved["epoch"] * 3 + saved["step"] == saved["gen_iterations"] > 3  # 3 batches an epoch
+    recorded = load_config(out / "config.yml")
+    assert (recorded.TRAIN.MAX_EPOCH, recorded.CUDA, recorded.DATA_DIR) == (100000, False, cfg.DATA_DIR)

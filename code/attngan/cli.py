@@ -6,10 +6,11 @@ import argparse
 import json
 import logging
 import random
+import shlex
 import sys
 from pathlib import Path
 
-from .config import apply_overrides, load_config
+from .config import apply_overrides, load_config, record_config
 from .runtime import run_dir, seed_everything, select_device
 
 
@@ -57,6 +58,12 @@ def setup(args: argparse.Namespace):
     return cfg, device, seed
 
 
+def record_run(cfg, out: Path, seed: int, argv: list[str] | None) -> None:
+    """The run's resolved config in ``out/config.yml``, headed by its command and seed."""
+    command = shlex.join(sys.argv[:1] + (sys.argv[1:] if argv is None else argv))
+    record_config(cfg, out, f"{command}\nseed {seed}; --cfg this file reproduces the run's settings")
+
+
 def pretrain_damsm_main(argv: list[str] | None = None) -> int:
     """``attngan-pretrain-damsm`` / ``python code/pretrain_DAMSM.py``."""
     from .training.damsm import train_damsm
@@ -65,6 +72,7 @@ def pretrain_damsm_main(argv: list[str] | None = None) -> int:
     try:
         cfg, device, seed = setup(args)
         out = run_dir(cfg, args.output_dir)
+        record_run(cfg, out, seed, argv)
         metrics = train_damsm(cfg, device, out, seed)
     except USER_ERRORS as err:
         return report(err)
@@ -98,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.RUN.RESUME and output_dir is None:
             output_dir = str(Path(cfg.RUN.RESUME).resolve().parent.parent)
         out = run_dir(cfg, output_dir)
+        record_run(cfg, out, seed, argv)
         last = train_gan(cfg, device, out, seed)
     except USER_ERRORS as err:
         return report(err)

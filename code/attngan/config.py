@@ -9,6 +9,7 @@ and ``RUN`` (outputs, resuming, logging intervals).
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,54 @@ def apply_overrides(cfg: EasyDict, pairs: list[str], source: str = "--set") -> N
             node = node.setdefault(part, {})
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
         merge_into(cfg, nested, source=source)
+
+
+def as_plain(cfg: Any) -> Any:
+    """The config as plain dicts and lists, for YAML."""
+    if isinstance(cfg, dict):
+        return {key: as_plain(value) for key, value in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return [as_plain(value) for value in cfg]
+    return cfg
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``KEY: old -> new`` for every dotted key whose value differs between two plain configs."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return changes
+
+
+def record_config(cfg: EasyDict, out_dir: str | Path, header: str) -> Path:
+    """Write the resolved config of a run to ``out_dir/config.yml`` (a file ``--cfg`` loads),
+    under a comment ``header`` (the command, the seed). A run continued in the same folder
+    with other settings (besides RUN.RESUME, which only says where to continue from) keeps
+    the first file, names each difference in a warning and writes its own as
+    ``config.1.yml``, ``config.2.yml``..."""
+    plain = as_plain(cfg)
+    text = "".join(f"# {line}\n" for line in header.splitlines()) + yaml.safe_dump(plain, sort_keys=False)
+    first = Path(out_dir) / "config.yml"
+    if not first.exists():
+        first.write_text(text, encoding="utf-8")
+        return first
+    try:
+        old = yaml.safe_load(first.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        old = None
+    if isinstance(old, dict):
+        changes = [c for c in differences(old, plain) if not c.startswith("RUN.RESUME:")]
+    else:
+        changes = ["the first file is not a config"]
+    if not changes:
+        return first
+    index = 1
+    while (path := first.with_name(f"config.{index}.yml")).exists():
+        index += 1
+    path.write_text(text, encoding="utf-8")
+    logging.getLogger(__name__).warning("%s differs from %s in %s", path.name, first, "; ".join(changes))
+    return path
