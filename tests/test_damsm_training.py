@@ -43,7 +43,7 @@ def test_two_epochs_write_snapshots_logs_and_resume(shapes, tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["output_dir"] == str(out)
     recorded = (out / "config.yml").read_text()
-    assert "--manualSeed 1" in recorded.splitlines()[0] and recorded.splitlines()[1].startswith("# seed 1;")
+    assert recorded.startswith("# python code/pretrain_DAMSM.py --cfg ") and "--manualSeed 1" in recorded.splitlines()[0] and recorded.splitlines()[1].startswith("# seed 1;")
     assert load_config(out / "config.yml").TRAIN.BATCH_SIZE == 6  # the resolved config, overrides included
 
     resumed = tmp_path / "resumed"

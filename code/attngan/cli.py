@@ -58,9 +58,10 @@ def setup(args: argparse.Namespace):
     return cfg, device, seed
 
 
-def record_run(cfg, out: Path, seed: int, argv: list[str] | None) -> None:
-    """The run's resolved config in ``out/config.yml``, headed by its command and seed."""
-    command = shlex.join(sys.argv[:1] + (sys.argv[1:] if argv is None else argv))
+def record_run(cfg, out: Path, seed: int, script: str, argv: list[str] | None) -> None:
+    """The run's resolved config in ``out/config.yml``, headed by its command (as ``python
+    code/<script>``, whichever entry point ran it) and seed."""
+    command = "python " + shlex.join([f"code/{script}", *(sys.argv[1:] if argv is None else argv)])
     record_config(cfg, out, f"{command}\nseed {seed}; --cfg this file reproduces the run's settings")
 
 
@@ -72,7 +73,7 @@ def pretrain_damsm_main(argv: list[str] | None = None) -> int:
     try:
         cfg, device, seed = setup(args)
         out = run_dir(cfg, args.output_dir)
-        record_run(cfg, out, seed, argv)
+        record_run(cfg, out, seed, "pretrain_DAMSM.py", argv)
         metrics = train_damsm(cfg, device, out, seed)
     except USER_ERRORS as err:
         return report(err)
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.RUN.RESUME and output_dir is None:
             output_dir = str(Path(cfg.RUN.RESUME).resolve().parent.parent)
         out = run_dir(cfg, output_dir)
-        record_run(cfg, out, seed, argv)
+        record_run(cfg, out, seed, "main.py", argv)
         last = train_gan(cfg, device, out, seed)
     except USER_ERRORS as err:
         return report(err)
