@@ -92,7 +92,11 @@ def test_recorded_config_loads_back_and_a_changed_run_keeps_the_first(tmp_path, 
     assert "TRAIN.MAX_EPOCH: 600 -> 700" in caplog.text and "TRAIN.NET_E: 'DAMSMencoders/bird/text_encoder200.pth'" in caplog.text
     assert "RUN.RESUME" not in caplog.text
     assert load_config(first).TRAIN.MAX_EPOCH == 600 and load_config(tmp_path / "config.1.yml").TRAIN.MAX_EPOCH == 700
-    assert record_config(cfg, tmp_path, "again").name == "config.2.yml"
+    assert record_config(cfg, tmp_path, "again").name == "config.1.yml"  # unchanged since the last record
+    cfg.TRAIN.MAX_EPOCH = 800
+    with caplog.at_level("WARNING"):
+        assert record_config(cfg, tmp_path, "extended again").name == "config.2.yml"
+    assert "since config.1.yml: TRAIN.MAX_EPOCH: 700 -> 800" in caplog.text
 
 
 def test_an_unreadable_recorded_config_is_kept(tmp_path, caplog):

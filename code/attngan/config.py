@@ -216,28 +216,26 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 def record_config(cfg: EasyDict, out_dir: str | Path, header: str) -> Path:
     """Write the resolved config of a run to ``out_dir/config.yml`` (a file ``--cfg`` loads),
     under a comment ``header`` (the command, the seed). A run continued in the same folder
-    with other settings (besides RUN.RESUME, which only says where to continue from) keeps
-    the first file, names each difference in a warning and writes its own as
-    ``config.1.yml``, ``config.2.yml``..."""
+    with other settings than the last recorded (RUN.RESUME aside: it only says where to
+    continue from) keeps the earlier files, writes its own as ``config.1.yml``,
+    ``config.2.yml``... and names each changed key in a warning."""
     plain = as_plain(cfg)
     text = "".join(f"# {line}\n" for line in header.splitlines()) + yaml.safe_dump(plain, sort_keys=False)
-    first = Path(out_dir) / "config.yml"
-    if not first.exists():
-        first.write_text(text, encoding="utf-8")
-        return first
-    try:
-        old = yaml.safe_load(first.read_text(encoding="utf-8"))
-    except yaml.YAMLError:
-        old = None
-    if isinstance(old, dict):
-        changes = [c for c in differences(old, plain) if not c.startswith("RUN.RESUME:")]
-    else:
-        changes = ["the first file is not a config"]
-    if not changes:
-        return first
-    index = 1
-    while (path := first.with_name(f"config.{index}.yml")).exists():
-        index += 1
+    path, last, index = Path(out_dir) / "config.yml", None, 0
+    while path.exists():
+        last, index = path, index + 1
+        path = last.with_name(f"config.{index}.yml")
+    if last is not None:
+        try:
+            old = yaml.safe_load(last.read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            old = None
+        if isinstance(old, dict):
+            changes = [c for c in differences(old, plain) if not c.startswith("RUN.RESUME:")]
+        else:
+            changes = [f"{last.name} is not a config"]
+        if not changes:
+            return last
+        logging.getLogger(__name__).warning("%s: settings changed since %s: %s", path, last.name, "; ".join(changes))
     path.write_text(text, encoding="utf-8")
-    logging.getLogger(__name__).warning("%s differs from %s in %s", path.name, first, "; ".join(changes))
     return path
