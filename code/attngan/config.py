@@ -1,4 +1,5 @@
-"""Configuration: the original AttnGAN defaults, our extension sections, and YAML merging.
+"""Configuration: the original AttnGAN defaults, our extension sections, YAML merging, and
+the record of a run's resolved config (``<run>/config.yml``).
 
 The original keys keep their names and defaults so that the authors' YAML files load
 unchanged (``cfg.TRAIN.SMOOTH.GAMMA1`` and friends). Our additions live in their own
