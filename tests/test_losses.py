@@ -1,55 +1,12 @@
-"""The vectorised DAMSM losses against a plain per-caption implementation written here
-from FIDELITY.md (the original's loop over captions)."""
+"""The vectorised DAMSM losses against a plain per-caption implementation written from
+FIDELITY.md (the original's loop over captions, tests/plain.py)."""
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-from attngan.losses import cosine_similarity, retrieval_top1, sent_loss, words_loss
+from attngan.losses import retrieval_top1, sent_loss, words_loss
 
-
-def plain_func_attention(query, context, gamma1):
-    """query [B,D,L], context [B,D,h,w]: softmax over words, x gamma1, softmax over regions."""
-    batch, length = query.size(0), query.size(2)
-    h, w = context.shape[2:]
-    ctx = context.reshape(batch, -1, h * w)
-    attn = torch.bmm(ctx.transpose(1, 2), query)  # [B,R,L]
-    attn = torch.softmax(attn.reshape(batch * h * w, length), dim=1).reshape(batch, h * w, length)
-    attn = attn.transpose(1, 2).reshape(batch * length, h * w)
-    attn = torch.softmax(attn * gamma1, dim=1).reshape(batch, length, h * w)
-    return torch.bmm(ctx, attn.transpose(1, 2)), attn.reshape(batch, length, h, w)
-
-
-def plain_words_loss(img_features, words_emb, labels, cap_lens, class_ids, g1, g2, g3):
-    batch = img_features.size(0)
-    sims, masks, maps = [], [], []
-    for i in range(batch):
-        mask = (class_ids == class_ids[i]).astype(np.uint8)
-        mask[i] = 0
-        masks.append(mask.reshape(1, -1))
-        n = int(cap_lens[i])
-        word = words_emb[i, :, :n].unsqueeze(0).repeat(batch, 1, 1)  # [B,D,n]
-        context, attn = plain_func_attention(word, img_features, g1)
-        maps.append(attn[i].unsqueeze(0))
-        word = word.transpose(1, 2).reshape(batch * n, -1)
-        context = context.transpose(1, 2).reshape(batch * n, -1)
-        row = cosine_similarity(word, context).view(batch, n)
-        sims.append(torch.log(torch.exp(row * g2).sum(dim=1, keepdim=True)))
-    sims = torch.cat(sims, 1) * g3
-    sims = sims.masked_fill(torch.as_tensor(np.concatenate(masks, 0)).bool(), float("-inf"))
-    return F.cross_entropy(sims, labels), F.cross_entropy(sims.t(), labels), maps
-
-
-def plain_sent_loss(cnn_code, rnn_code, labels, class_ids, g3):
-    batch = cnn_code.size(0)
-    scores = torch.zeros(batch, batch, dtype=cnn_code.dtype)
-    for i in range(batch):
-        for j in range(batch):
-            a, b = cnn_code[i], rnn_code[j]
-            scores[i, j] = (a @ b) / max((a.norm() * b.norm()).item(), 1e-8) * g3
-            if i != j and class_ids[i] == class_ids[j]:
-                scores[i, j] = float("-inf")
-    return F.cross_entropy(scores, labels), F.cross_entropy(scores.t(), labels)
+from plain import plain_sent_loss, plain_words_loss
 
 
 @pytest.fixture

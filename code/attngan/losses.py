@@ -98,11 +98,18 @@ def retrieval_top1(scores: torch.Tensor) -> tuple[float, float]:
     return i2t, t2i
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is of a narrower float type (bf16 under autocast), else as it is
+    (a float64 step stays float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _bce(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy on probabilities, in float32 even under autocast (which
-    refuses it: in bf16 the log of a probability near 1 loses every digit)."""
+    """Binary cross-entropy on probabilities, in at least float32 even under autocast
+    (which refuses it: in bf16 the log of a probability near 1 loses every digit)."""
     with torch.autocast(probs.device.type, enabled=False):
-        return F.binary_cross_entropy(probs.float(), target.float())
+        probs = at_least_float32(probs)
+        return F.binary_cross_entropy(probs, target.to(probs.dtype))
 
 
 def discriminator_loss(netD, real_imgs: torch.Tensor, fake_imgs: torch.Tensor, conditions: torch.Tensor) -> dict:
@@ -144,17 +151,18 @@ def generator_loss(netsD, image_encoder, fake_imgs, words_embs, sent_emb, cap_le
     for i, netD in enumerate(netsD):
         features = netD(fake_imgs[i])
         terms[f"cond{i}"] = _bce(netD.COND_DNET(features, sent_emb), ones)
-        total = total + terms[f"cond{i}"]
+        stage = terms[f"cond{i}"]
         if netD.UNCOND_DNET is not None:
             terms[f"uncond{i}"] = _bce(netD.UNCOND_DNET(features), ones)
-            total = total + terms[f"uncond{i}"]
+            stage = terms[f"uncond{i}"] + stage
+        total = total + stage  # summed in the original's order, so that errG is its number to the bit
     region_features, cnn_code = image_encoder(fake_imgs[len(netsD) - 1])
     w0, w1, _ = words_loss(region_features, words_embs, labels, cap_lens, class_ids,
                            gamma1=gamma1, gamma2=gamma2, gamma3=gamma3)
     s0, s1 = sent_loss(cnn_code, sent_emb, labels, class_ids, gamma3=gamma3)
     terms["w_loss"] = (w0 + w1) * lam
     terms["s_loss"] = (s0 + s1) * lam
-    terms["errG"] = total + terms["w_loss"] + terms["s_loss"]
+    terms["errG"] = total + (terms["w_loss"] + terms["s_loss"])
     return terms
 
 

@@ -1,8 +1,9 @@
 """DAMSM pretraining (the original ``pretrain_DAMSM.py`` recipe).
 
 Per epoch: a fresh Adam over the text encoder and the image encoder's trainable
-parameters (the original re-creates it every epoch), RNN gradient-norm clipping,
-validation on the test split, lr x 0.98 while lr > ENCODER_LR / 10, and snapshots
+parameters (the original re-creates it every epoch), the gradient norm of the whole text
+encoder clipped to RNN_GRAD_CLIP at every step (the image encoder's is not), validation on
+the test split, lr x 0.98 while lr > ENCODER_LR / 10, and snapshots
 ``image_encoder{epoch}.pth`` / ``text_encoder{epoch}.pth`` every SNAPSHOT_INTERVAL epochs,
 each with the word-swap probe (metrics/word_swap.py) on datasets with ``objects.json``.
 """
@@ -29,6 +30,7 @@ from ..metrics.localisation import load_objects
 from ..metrics.word_swap import word_swap_accuracy
 from ..models import build_image_encoder, build_text_encoder
 from ..visualize import attention_figure
+from .optim import OriginalAdam
 
 log = logging.getLogger(__name__)
 UPDATE_INTERVAL = 200  # steps between attention figures, as the original
@@ -68,17 +70,48 @@ def build_encoders(cfg: EasyDict, n_words: int) -> DamsmEncoders:
     return DamsmEncoders(text, image, epoch_of(cfg.TRAIN.NET_E, "text_encoder") + 1)
 
 
-def damsm_step(cfg: EasyDict, batch, text_encoder, image_encoder, device, labels):
-    """Forward one batch: -> (losses dict, attention maps, sorted captions, images, scores)."""
-    imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, device)
-    smooth = cfg.TRAIN.SMOOTH
-    words_features, sent_code = image_encoder(imgs[-1])
+def learning_rate(base_lr: float, epochs_done: int) -> float:
+    """The lr of the epoch after ``epochs_done`` epochs of this run: x 0.98 after each
+    epoch while lr > base_lr / 10, multiplied step by step as the original."""
+    lr = base_lr
+    for _ in range(epochs_done):
+        if lr > base_lr / 10.0:
+            lr *= 0.98
+    return lr
+
+
+def damsm_optimizer(text_encoder: torch.nn.Module, image_encoder: torch.nn.Module, lr: float) -> OriginalAdam:
+    """Adam over every text encoder parameter, then the image encoder's trainable ones."""
+    params = list(text_encoder.parameters()) + [p for p in image_encoder.parameters() if p.requires_grad]
+    return OriginalAdam(params, lr=lr)
+
+
+def damsm_forward(text_encoder, image_encoder, imgs, captions, cap_lens, class_ids, labels, smooth):
+    """Both encoders on a length-sorted batch (images [B,3,H,W]) and the four DAMSM losses:
+    -> (losses dict, each caption's attention on its image, [B_img,B_cap] sentence scores)."""
+    words_features, sent_code = image_encoder(imgs)
     words_emb, sent_emb = text_encoder(captions, cap_lens, text_encoder.init_hidden(captions.size(0)))
     w0, w1, attn_maps = words_loss(words_features, words_emb, labels, cap_lens, class_ids,
                                    gamma1=smooth.GAMMA1, gamma2=smooth.GAMMA2, gamma3=smooth.GAMMA3)
     s0, s1 = sent_loss(sent_code, sent_emb, labels, class_ids, gamma3=smooth.GAMMA3)
     losses = {"w_loss0": w0, "w_loss1": w1, "s_loss0": s0, "s_loss1": s1}
-    return losses, attn_maps, captions, imgs[-1], sentence_scores(sent_code.detach(), sent_emb.detach())
+    return losses, attn_maps, sentence_scores(sent_code.detach(), sent_emb.detach())
+
+
+def damsm_train_step(text_encoder, image_encoder, optimizer, imgs, captions, cap_lens, class_ids, labels, smooth,
+                     grad_clip: float):
+    """One pretraining step as the original: the loss w_loss0 + w_loss1 + s_loss0 + s_loss1,
+    backward, the gradient norm of all the text encoder's parameters (one norm over the
+    embedding, the RNN and TEXT_FC's layer) clipped to ``grad_clip``, an Adam step.
+    -> (losses dict, attention maps)."""
+    optimizer.zero_grad(set_to_none=True)
+    losses, attn_maps, _ = damsm_forward(text_encoder, image_encoder, imgs, captions, cap_lens, class_ids, labels,
+                                         smooth)
+    loss = (losses["w_loss0"] + losses["w_loss1"]) + (losses["s_loss0"] + losses["s_loss1"])
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(text_encoder.parameters(), grad_clip)
+    optimizer.step()
+    return losses, attn_maps
 
 
 def train_epoch(cfg, loader, encoders: DamsmEncoders, optimizer, epoch, device, writer, image_dir, ixtoword) -> dict:
@@ -88,17 +121,14 @@ def train_epoch(cfg, loader, encoders: DamsmEncoders, optimizer, epoch, device, 
     totals: dict[str, float] = {}
     bar = tqdm(loader, desc=f"DAMSM epoch {epoch}", leave=False, dynamic_ncols=True, disable=None)
     for step, batch in enumerate(bar):
-        optimizer.zero_grad(set_to_none=True)
-        losses, attn_maps, captions, images, _ = damsm_step(cfg, batch, encoders.text, encoders.image, device, labels)
-        loss = sum(losses.values())
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(encoders.text.rnn.parameters(), cfg.TRAIN.RNN_GRAD_CLIP)
-        optimizer.step()
+        imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, device)
+        losses, attn_maps = damsm_train_step(encoders.text, encoders.image, optimizer, imgs[-1], captions, cap_lens,
+                                             class_ids, labels, cfg.TRAIN.SMOOTH, cfg.TRAIN.RNN_GRAD_CLIP)
         for k, v in losses.items():
             totals[k] = totals.get(k, 0.0) + v.item()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.set_postfix(loss=f"{sum(v.item() for v in losses.values()):.3f}")
         if step % UPDATE_INTERVAL == 0:
-            figure = attention_figure(images, captions, ixtoword, attn_maps)
+            figure = attention_figure(imgs[-1], captions, ixtoword, attn_maps)
             Image.fromarray(figure).save(Path(image_dir) / f"attention_maps{step}.png")
             writer.add_image("train/attention_maps", figure, epoch * len(loader) + step, dataformats="HWC")
     return {k: v / len(loader) for k, v in totals.items()}
@@ -115,7 +145,9 @@ def evaluate(cfg, loader, encoders: DamsmEncoders, device) -> dict:
     for step, batch in enumerate(loader):
         if step >= cfg.DAMSM.VAL_BATCHES:
             break
-        losses, _, _, _, scores = damsm_step(cfg, batch, encoders.text, encoders.image, device, labels)
+        imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, device)
+        losses, _, scores = damsm_forward(encoders.text, encoders.image, imgs[-1], captions, cap_lens, class_ids,
+                                          labels, cfg.TRAIN.SMOOTH)
         i2t, t2i = retrieval_top1(scores)
         rows.append([(losses["w_loss0"] + losses["w_loss1"]).item(), (losses["s_loss0"] + losses["s_loss1"]).item(), i2t, t2i])
     w, s, i2t, t2i = np.mean(rows, axis=0)
@@ -142,17 +174,18 @@ def train_damsm(cfg: EasyDict, device: torch.device, out_dir: Path, seed: int) -
     encoders = build_encoders(cfg, train_set.n_words)
     encoders.text.to(device)
     encoders.image.to(device)
-    params = list(encoders.text.parameters()) + [p for p in encoders.image.parameters() if p.requires_grad]
     model_dir, image_dir = out_dir / "Model", out_dir / "Image"
     writer = SummaryWriter(str(out_dir / "Log"))
-    lr, metrics, probe = cfg.TRAIN.ENCODER_LR, {}, {}
+    metrics, probe = {}, {}
     objects = load_objects(cfg.DATA_DIR) if (Path(cfg.DATA_DIR) / "objects.json").is_file() else None
     last_epoch = cfg.TRAIN.MAX_EPOCH - 1
     log.info("DAMSM: %d training / %d test images, %d words, epochs %d..%d on %s", len(train_set), len(val_set),
              train_set.n_words, encoders.start_epoch, last_epoch, device)
     try:
         for epoch in range(encoders.start_epoch, cfg.TRAIN.MAX_EPOCH):
-            optimizer = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
+            # The original restarts the schedule (and a fresh Adam) when it resumes from NET_E.
+            lr = learning_rate(cfg.TRAIN.ENCODER_LR, epoch - encoders.start_epoch)
+            optimizer = damsm_optimizer(encoders.text, encoders.image, lr)
             loader = epoch_loader(train_set, cfg.TRAIN.BATCH_SIZE, cfg.WORKERS, seed, epoch)
             train_losses = train_epoch(cfg, loader, encoders, optimizer, epoch, device, writer, image_dir, train_set.ixtoword)
             val_loader = epoch_loader(val_set, cfg.TRAIN.BATCH_SIZE, cfg.WORKERS, seed + 1, epoch)
@@ -165,8 +198,6 @@ def train_damsm(cfg: EasyDict, device: torch.device, out_dir: Path, seed: int) -
             log.info("epoch %d | lr %.6f | train %s | val w_loss %.3f s_loss %.3f | top-1 image->text %.3f "
                      "text->image %.3f", epoch, lr, " ".join(f"{k} {v:.3f}" for k, v in train_losses.items()),
                      metrics["w_loss"], metrics["s_loss"], metrics["top1_image_to_text"], metrics["top1_text_to_image"])
-            if lr > cfg.TRAIN.ENCODER_LR / 10.0:
-                lr *= 0.98
             # The original meant to save the last epoch too (its test `epoch == MAX_EPOCH`
             # is never true inside the loop); we do.
             if epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0 or epoch == last_epoch:

@@ -20,6 +20,7 @@ import logging
 import random
 import re
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +35,12 @@ from ..checkpoint import atomic_save, load_weights, original_format
 from ..data.datasets import build_dataset, prepare_data
 from ..data.loader import epoch_loader
 from ..evaluation import evaluate, parse_metrics, scalars
-from ..losses import KL_loss, discriminator_loss, generator_loss
+from ..losses import KL_loss, at_least_float32, discriminator_loss, generator_loss
 from ..metrics.image_quality import load_inception
 from ..models import build_discriminators, build_generator, build_image_encoder, build_text_encoder, text_features
 from ..visualize import attention_figure, to_uint8
 from .damsm import image_encoder_path
+from .optim import OriginalAdam
 
 log = logging.getLogger(__name__)
 STATE_FILE = "training_state.pth"
@@ -94,6 +96,63 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@dataclass
+class StepInputs:
+    """What one AttnGAN step consumes: the real images of every stage, the frozen text
+    encoder's (detached) features of the length-sorted captions, and the noise z."""
+    real_imgs: list[torch.Tensor]
+    words_embs: torch.Tensor  # [B,nef,T]
+    sent_emb: torch.Tensor  # [B,nef]
+    mask: torch.Tensor  # [B,T], True at padding
+    cap_lens: torch.Tensor  # [B]
+    class_ids: np.ndarray  # [B]
+    noise: torch.Tensor  # [B,Z_DIM]
+
+
+def gan_optimizers(cfg: EasyDict, net_g: torch.nn.Module, nets_d: list[torch.nn.Module]):
+    """Adam for G and one for each D, as the original: -> (opt_g, opts_d)."""
+    opt_g = OriginalAdam(net_g.parameters(), lr=cfg.TRAIN.GENERATOR_LR)
+    opts_d = [OriginalAdam([p for p in d.parameters() if p.requires_grad], lr=cfg.TRAIN.DISCRIMINATOR_LR)
+              for d in nets_d]
+    return opt_g, opts_d
+
+
+@torch.no_grad()
+def update_average(avg_params: list[torch.Tensor], net: torch.nn.Module, decay: float) -> None:
+    """avg <- decay * avg + (1 - decay) * p for every parameter (buffers are not averaged)."""
+    for p, avg in zip(net.parameters(), avg_params, strict=True):
+        avg.mul_(decay).add_(p.detach(), alpha=1 - decay)
+
+
+def gan_step(net_g, nets_d, opt_g, opts_d, avg_g: list[torch.Tensor], image_encoder, inputs: StepInputs,
+             smooth: EasyDict, ema_decay: float, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
+    """One step of the original's recipe: G forward; each D_i updated on its loss with its
+    own Adam; G updated on the adversarial terms of every stage + LAMBDA x the DAMSM word
+    and sentence losses of the last stage + KL; then the moving average of G.
+    -> every loss term, detached (``D{i}/...``, ``G/...``)."""
+    with autocast():
+        fake_imgs, _, mu, logvar = net_g(inputs.noise, inputs.sent_emb, inputs.words_embs, inputs.mask)
+    logs: dict[str, torch.Tensor] = {}
+    for i, (net_d, opt_d) in enumerate(zip(nets_d, opts_d)):
+        net_d.zero_grad(set_to_none=True)
+        with autocast():
+            terms = discriminator_loss(net_d, inputs.real_imgs[i], fake_imgs[i], inputs.sent_emb)
+        terms["errD"].backward()
+        opt_d.step()
+        logs.update({f"D{i}/{k}": v.detach() for k, v in terms.items()})
+    net_g.zero_grad(set_to_none=True)
+    with autocast():
+        terms = generator_loss(nets_d, image_encoder, fake_imgs, inputs.words_embs, inputs.sent_emb, inputs.cap_lens,
+                               inputs.class_ids, smooth.GAMMA1, smooth.GAMMA2, smooth.GAMMA3, smooth.LAMBDA)
+    terms["kl_loss"] = KL_loss(at_least_float32(mu), at_least_float32(logvar))
+    terms["errG"] = terms["errG"] + terms["kl_loss"]
+    terms["errG"].backward()
+    opt_g.step()
+    update_average(avg_g, net_g, ema_decay)
+    logs.update({f"G/{k}": v.detach() for k, v in terms.items()})
+    return logs
+
+
 class GanTrainer:
     """Holds the networks, optimisers and position of one AttnGAN run."""
 
@@ -110,9 +169,7 @@ class GanTrainer:
         if cfg.TRAIN.NET_G and not cfg.RUN.RESUME:
             self._load_snapshot(cfg.TRAIN.NET_G)
         self.avg_g = [p.detach().clone() for p in self.net_g.parameters()]
-        betas = (0.5, 0.999)
-        self.opt_g = torch.optim.Adam(self.net_g.parameters(), lr=cfg.TRAIN.GENERATOR_LR, betas=betas)
-        self.opts_d = [torch.optim.Adam(d.parameters(), lr=cfg.TRAIN.DISCRIMINATOR_LR, betas=betas) for d in self.nets_d]
+        self.opt_g, self.opts_d = gan_optimizers(cfg, self.net_g, self.nets_d)
         self.fixed_noise = torch.randn(self.batch_size, cfg.GAN.Z_DIM, device=device)
         self.autocast = mixed_precision(cfg.RUN.PRECISION, device)
         self.eval_metrics = parse_metrics(cfg.EVAL.METRICS) if cfg.EVAL.EVERY_EPOCHS else set()
@@ -135,39 +192,15 @@ class GanTrainer:
 
     # ---- one step ------------------------------------------------------------------
     def train_step(self, batch) -> dict[str, float]:
-        cfg = self.cfg
         imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, self.device)
         if self.monitor_batch is None:
             self.monitor_batch = (captions.detach().clone(), cap_lens.detach().clone())
         words_embs, sent_emb, mask = text_features(self.text_encoder, captions, cap_lens)
-        noise = torch.randn(captions.size(0), cfg.GAN.Z_DIM, device=self.device)
-        with self.autocast():
-            fake_imgs, _, mu, logvar = self.net_g(noise, sent_emb, words_embs, mask)
-        logs: dict[str, float] = {}
-        for i, (net_d, opt_d) in enumerate(zip(self.nets_d, self.opts_d)):
-            net_d.zero_grad(set_to_none=True)
-            with self.autocast():
-                terms = discriminator_loss(net_d, imgs[i], fake_imgs[i], sent_emb)
-            terms["errD"].backward()
-            opt_d.step()
-            logs.update({f"D{i}/{k}": v.item() for k, v in terms.items()})
-        self.net_g.zero_grad(set_to_none=True)
-        smooth = cfg.TRAIN.SMOOTH
-        with self.autocast():
-            terms = generator_loss(self.nets_d, self.image_encoder, fake_imgs, words_embs, sent_emb, cap_lens,
-                                   class_ids, smooth.GAMMA1, smooth.GAMMA2, smooth.GAMMA3, smooth.LAMBDA)
-        terms["kl_loss"] = KL_loss(mu.float(), logvar.float())
-        terms["errG"] = terms["errG"] + terms["kl_loss"]
-        terms["errG"].backward()
-        self.opt_g.step()
-        self.update_average()
-        logs.update({f"G/{k}": v.item() for k, v in terms.items()})
-        return logs
-
-    @torch.no_grad()
-    def update_average(self) -> None:
-        for p, avg in zip(self.net_g.parameters(), self.avg_g):
-            avg.mul_(self.cfg.EMA.DECAY).add_(p.detach(), alpha=1 - self.cfg.EMA.DECAY)
+        noise = torch.randn(captions.size(0), self.cfg.GAN.Z_DIM, device=self.device)
+        inputs = StepInputs(imgs, words_embs, sent_emb, mask, cap_lens, class_ids, noise)
+        logs = gan_step(self.net_g, self.nets_d, self.opt_g, self.opts_d, self.avg_g, self.image_encoder, inputs,
+                        self.cfg.TRAIN.SMOOTH, self.cfg.EMA.DECAY, self.autocast)
+        return {k: v.item() for k, v in logs.items()}
 
     @contextlib.contextmanager
     def averaged_generator(self):
