@@ -11,7 +11,8 @@ import torch
 from easydict import EasyDict
 from PIL import Image
 
-from attngan.data.datasets import (TextDataset, build_dataset, crop_box, get_imgs, image_transform,
+from attngan.data.cache import crop_box
+from attngan.data.datasets import (TextDataset, build_dataset, get_imgs, image_transform,
                                    load_bboxes, prepare_data)
 from attngan.data.pickles import load_pickle, save_pickle
 from attngan.data.text import (build_vocabulary, encode_caption, load_text_data, pad_or_sample,
@@ -221,9 +222,10 @@ def test_multi_scale_shapes_in_range(birds: Path) -> None:
 def test_build_dataset_from_config(coco: Path) -> None:
     cfg = EasyDict(DATA_DIR=str(coco), TREE={"BASE_SIZE": 8, "BRANCH_NUM": 2},
                    TEXT={"CAPTIONS_PER_IMAGE": CPI, "WORDS_NUM": 5}, GAN={"B_DCGAN": False},
-                   AUGMENT={"HORIZONTAL_FLIP": True})
+                   AUGMENT={"HORIZONTAL_FLIP": True}, RUN={"IMAGE_CACHE": True, "CACHE_DIR": ""}, WORKERS=0)
     ds = build_dataset(cfg, "train")
     assert ds.bboxes is None and list(ds.class_id) == [0, 1]
+    assert ds.cache is not None and (coco / "cache" / "train_19.u8").is_file()  # Resize(16 * 76 // 64)
     imgs, caption, cap_len, _, key = ds[1]
     assert [tuple(t.shape) for t in imgs] == [(3, 8, 8), (3, 16, 16)] and caption.shape == (5,)
     assert ds.image_path(key) == coco / "images" / f"{key}.jpg"

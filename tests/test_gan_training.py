@@ -21,7 +21,7 @@ from attngan.data.synthetic import make_shapes_dataset
 from attngan.losses import KL_loss, discriminator_loss, generator_loss, sent_loss, words_loss
 from attngan.models import build_generator, build_image_encoder, build_text_encoder
 from attngan.runtime import run_dir, seed_everything
-from attngan.training.gan import GanTrainer
+from attngan.training.gan import GanTrainer, as_floats
 
 from conftest import ROOT
 
@@ -126,7 +126,7 @@ def test_one_step_changes_g_and_every_d_and_averages(setup_dirs, tmp_path):
     before_d = [[p.detach().clone() for p in d.parameters()] for d in trainer.nets_d]
     avg_before = [a.clone() for a in trainer.avg_g]
     from attngan.data.loader import epoch_loader
-    logs = trainer.train_step(next(iter(epoch_loader(trainer.dataset, 4, 0, 7, 0))))
+    logs = as_floats(trainer.train_step(next(iter(epoch_loader(trainer.dataset, 4, 0, 7, 0)))))
     assert all(np.isfinite(v) for v in logs.values())
     assert {"D0/errD", "D1/errD", "G/errG", "G/kl_loss", "G/w_loss", "G/s_loss", "G/uncond0", "G/cond1"} <= set(logs)
     assert any(not torch.equal(a, p) for a, p in zip(before_g, trainer.net_g.parameters()))
@@ -148,7 +148,7 @@ def test_bf16_step_is_finite_and_close_to_fp32(setup_dirs, tmp_path):
         cfg.RUN.PRECISION = precision
         trainer = make_trainer(cfg, tmp_path / precision)
         torch.manual_seed(3)
-        logs[precision] = trainer.train_step(next(iter(epoch_loader(trainer.dataset, 4, 0, 7, 0))))
+        logs[precision] = as_floats(trainer.train_step(next(iter(epoch_loader(trainer.dataset, 4, 0, 7, 0)))))
         assert all(p.dtype == torch.float32 for p in trainer.net_g.parameters())
     assert all(np.isfinite(v) for v in logs["bf16"].values())
     for key in ("D0/errD", "D1/errD", "G/errG", "G/w_loss", "G/s_loss"):

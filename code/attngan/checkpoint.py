@@ -22,9 +22,10 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 
 
 def original_format(module: nn.Module) -> "OrderedDict[str, torch.Tensor]":
-    """The state_dict as PyTorch 0.3 wrote it: no ``num_batches_tracked`` buffers and no
-    version metadata, so the authors' code (and ours) loads it."""
-    return OrderedDict((k, v.detach().cpu()) for k, v in module.state_dict().items()
+    """The state_dict as PyTorch 0.3 wrote it: no ``num_batches_tracked`` buffers, no
+    version metadata and contiguous tensors (whatever layout training used), so the
+    authors' code (and ours) loads it."""
+    return OrderedDict((k, v.detach().cpu().contiguous()) for k, v in module.state_dict().items()
                        if not k.endswith("num_batches_tracked"))
 
 

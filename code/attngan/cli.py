@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .config import apply_overrides, load_config, record_config
 from .runtime import run_dir, seed_everything, select_device
+from .speed import set_tf32
 
 
 # The errors a user can cause (ConfigError and CheckpointError are ValueErrors; a CUDA id
@@ -50,6 +51,7 @@ def setup(args: argparse.Namespace):
     if args.data_dir:
         cfg.DATA_DIR = args.data_dir
     device = select_device(cfg.GPU_ID if cfg.CUDA else -1)
+    set_tf32(cfg.RUN.TF32)
     seed = args.manualSeed
     if seed is None:
         seed = 100 if not cfg.TRAIN.FLAG else random.randint(1, 10000)

@@ -121,6 +121,23 @@ _DEFAULTS: dict[str, Any] = {
         # AttnGAN's G and D arithmetic: 'fp32' (the original) or 'bf16' (autocast; the
         # frozen text encoder, the losses' reductions and the weights stay float32).
         "PRECISION": "fp32",
+        # Speed settings that compute the same numbers (to float32 rounding) (README
+        # "Speed"): Adam's fused kernels on CUDA; convolutions in channels-last layout, and
+        # G, the Ds and the image encoder compiled by torch.compile: 'auto' (on CUDA),
+        # 'always' or 'never'. Neither paid on the CPU; both stay off until measured on a GPU.
+        "FUSED_ADAM": True,
+        "CHANNELS_LAST": "never",
+        "COMPILE": "never",
+        # Settings that change the numbers, off by default: TF32 matrix products and
+        # convolutions on CUDA (10 mantissa bits; PyTorch enables them for cuDNN unless
+        # told not to, the original had none); the frozen DAMSM image encoder of the AttnGAN
+        # step in 'bf16' autocast.
+        "TF32": False,
+        "ENCODER_PRECISION": "fp32",
+        # Decoded, cropped and resized images cached once per split and size (uint8, memory
+        # mapped; rebuilt when the images change), in CACHE_DIR ('' = DATA_DIR/cache).
+        "IMAGE_CACHE": True,
+        "CACHE_DIR": "",
     },
 }
 

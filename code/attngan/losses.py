@@ -22,7 +22,7 @@ def same_class_mask(class_ids: Sequence[int] | np.ndarray | None, device: torch.
     """[B,B] bool, True where i != j and class_ids[i] == class_ids[j] (symmetric)."""
     if class_ids is None:
         return None
-    ids = torch.as_tensor(np.asarray(class_ids), device=device)
+    ids = torch.as_tensor(np.asarray(class_ids)).to(device, non_blocking=True)
     mask = ids.unsqueeze(0) == ids.unsqueeze(1)
     mask.fill_diagonal_(False)
     return mask
@@ -52,28 +52,31 @@ def word_region_attention(regions: torch.Tensor, words: torch.Tensor, word_mask:
 
 def words_loss(img_features: torch.Tensor, words_emb: torch.Tensor, labels: torch.Tensor, cap_lens,
                class_ids, batch_size: int | None = None, gamma1: float = 5.0, gamma2: float = 5.0,
-               gamma3: float = 10.0, return_scores: bool = False):
+               gamma3: float = 10.0, return_scores: bool = False, attention: bool = True):
     """Word-level DAMSM loss, vectorised over all image-caption pairs.
 
-    img_features [B,D,h,w], words_emb [B,D,T], cap_lens [B] ->
-    (loss0, loss1, att_maps: per caption i its attention on image i, [1, len_i, h, w]);
-    with ``return_scores`` also the [B_img,B_cap] similarities (times gamma3, unmasked).
-    ``batch_size`` is accepted for the original's signature and must match.
+    img_features [B,D,h,w], words_emb [B,D,T], cap_lens [B] (best on the CPU: no device
+    sync) -> (loss0, loss1, att_maps: per caption i its attention on image i,
+    [1, len_i, h, w], or None with ``attention=False``); with ``return_scores`` also the
+    [B_img,B_cap] similarities (times gamma3, unmasked). ``batch_size`` is accepted for the
+    original's signature and must match.
     """
     batch, dim, h, w = img_features.shape
     if batch_size is not None and batch_size != batch:
         raise ValueError(f"batch_size {batch_size} does not match the features' batch {batch}")
     num_words = words_emb.size(2)
-    lens = torch.as_tensor(cap_lens, device=words_emb.device).view(-1, 1)
+    lens = torch.as_tensor(cap_lens).to(words_emb.device, non_blocking=True).view(-1, 1)
     word_mask = torch.arange(num_words, device=words_emb.device).unsqueeze(0) >= lens  # [B,T]
     regions = img_features.reshape(batch, dim, h * w)
     context, attn = word_region_attention(regions, words_emb, word_mask, gamma1)
     cos = cosine_similarity(words_emb.unsqueeze(0), context, dim=2)  # [j,i,T]
     sims = (gamma2 * cos).masked_fill(word_mask.unsqueeze(0), float("-inf")).logsumexp(dim=2) * gamma3
     loss0, loss1 = _both_directions(sims, labels, class_ids)
-    idx = torch.arange(batch, device=attn.device)
-    own = attn[idx, idx].view(batch, num_words, h, w)
-    att_maps = [own[i : i + 1, : int(lens[i])] for i in range(batch)]
+    att_maps = None
+    if attention:
+        idx = torch.arange(batch, device=attn.device)
+        own = attn[idx, idx].view(batch, num_words, h, w)
+        att_maps = [own[i : i + 1, :n] for i, n in enumerate(torch.as_tensor(cap_lens).tolist())]
     return (loss0, loss1, att_maps, sims) if return_scores else (loss0, loss1, att_maps)
 
 
@@ -158,7 +161,7 @@ def generator_loss(netsD, image_encoder, fake_imgs, words_embs, sent_emb, cap_le
         total = total + stage  # summed in the original's order, so that errG is its number to the bit
     region_features, cnn_code = image_encoder(fake_imgs[len(netsD) - 1])
     w0, w1, _ = words_loss(region_features, words_embs, labels, cap_lens, class_ids,
-                           gamma1=gamma1, gamma2=gamma2, gamma3=gamma3)
+                           gamma1=gamma1, gamma2=gamma2, gamma3=gamma3, attention=False)
     s0, s1 = sent_loss(cnn_code, sent_emb, labels, class_ids, gamma3=gamma3)
     terms["w_loss"] = (w0 + w1) * lam
     terms["s_loss"] = (s0 + s1) * lam

@@ -106,7 +106,7 @@ def encode_captions(sentences: Sequence[str], wordtoix: dict[str, int], source: 
 @torch.no_grad()
 def _forward(net_g: nn.Module, text_encoder: nn.Module, captions: torch.Tensor, cap_lens: torch.Tensor,
              z: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    words_embs, sent_emb, mask = text_features(text_encoder, captions.to(z.device), cap_lens.to(z.device))
+    words_embs, sent_emb, mask = text_features(text_encoder, captions.to(z.device), cap_lens)
     fake_imgs, attention_maps, _, _ = net_g(z, sent_emb, words_embs, mask)
     return fake_imgs, attention_maps
 

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torchvision.transforms as transforms
-from PIL import Image
 from torch.utils.data import Dataset
 
+from attngan.data.cache import ImageCache, decode, open_cache
 from attngan.data.pickles import load_pickle
 from attngan.data.text import load_text_data, pad_or_sample
 
@@ -49,15 +49,6 @@ def load_bboxes(data_dir: str | Path) -> dict[str, list[int]]:
     return {name[:-4]: boxes.iloc[i, 1:].tolist() for i, name in enumerate(files)}
 
 
-def crop_box(bbox: list[int] | tuple[int, ...], width: int, height: int) -> tuple[int, int, int, int]:
-    """The original's square crop ``(x1, y1, x2, y2)``: 0.75 * max(w, h) around the box centre, clipped."""
-    x, y, w, h = bbox
-    r = int(max(w, h) * 0.75)
-    cx = int((2 * x + w) / 2)
-    cy = int((2 * y + h) / 2)
-    return max(0, cx - r), max(0, cy - r), min(width, cx + r), min(height, cy + r)
-
-
 def enlarged(imsize: int) -> int:
     """The size the original resizes to before cropping ``imsize`` pixels out."""
     return imsize * 76 // 64
@@ -80,16 +71,6 @@ def _default_normalize() -> transforms.Compose:
     return transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
 
 
-def _open_rgb(img_path: Path) -> Image.Image:
-    if not img_path.is_file():
-        raise FileNotFoundError(f"image not found: {img_path}")
-    try:
-        with Image.open(img_path) as img:
-            return img.convert("RGB")
-    except OSError as err:
-        raise OSError(f"cannot read image {img_path}: {err}") from err
-
-
 def get_imgs(img_path: str | Path, imsizes: list[int], bbox: list[int] | None = None,
              transform: Callable | None = None, normalize: Callable | None = None,
              single: bool = False) -> list[torch.Tensor]:
@@ -100,14 +81,28 @@ def get_imgs(img_path: str | Path, imsizes: list[int], bbox: list[int] | None = 
     original's B_DCGAN) returns only the transformed image.
     """
     normalize = normalize or _default_normalize()
-    img = _open_rgb(Path(img_path))
-    if bbox is not None:
-        img = img.crop(crop_box(bbox, *img.size))
+    img = decode(Path(img_path), bbox)
     if transform is not None:
         img = transform(img)
     if single:
         return [normalize(img)]
     smaller = [normalize(transforms.Resize(size)(img)) for size in imsizes[:-1]]
+    return smaller + [normalize(img)]
+
+
+def from_cache(pixels: torch.Tensor, imsizes: list[int], rest: Callable, single: bool = False) -> list[torch.Tensor]:
+    """``get_imgs`` on cached pixels (uint8 [3,H,W], the transform's first resize done):
+    the rest of the transform (random crop, flip: the same random draws as on a PIL image)
+    and the smaller scales resized with antialiasing (PIL's filter, to within a grey
+    level); normalised to [-1, 1] as ToTensor and Normalize do."""
+    img = rest(pixels)
+
+    def normalize(x: torch.Tensor) -> torch.Tensor:
+        return (x.float().div(255) - 0.5) / 0.5
+
+    if single:
+        return [normalize(img)]
+    smaller = [normalize(transforms.functional.resize(img, size, antialias=True)) for size in imsizes[:-1]]
     return smaller + [normalize(img)]
 
 
@@ -124,7 +119,8 @@ class TextDataset(Dataset):
 
     def __init__(self, data_dir: str | Path, split: str = "train", base_size: int = 64,
                  branch_num: int = 3, captions_per_image: int = 10, words_num: int = 18,
-                 transform: Callable | None = None, single_image: bool = False) -> None:
+                 transform: Callable | None = None, single_image: bool = False,
+                 cache_dir: str | Path | None = None, workers: int = 0) -> None:
         self.data_dir = Path(data_dir)
         self.birds = "birds" in str(data_dir)  # as the original: a substring test on the path
         _check_layout(self.data_dir, split, self.birds)
@@ -141,6 +137,9 @@ class TextDataset(Dataset):
         self.captions = text.train_captions if split == "train" else text.test_captions
         self.ixtoword, self.wordtoix, self.n_words = text.ixtoword, text.wordtoix, text.n_words
         self.class_id = _load_class_ids(self.data_dir / split, len(self.filenames))
+        self.cache: ImageCache | None = None
+        if cache_dir is not None:
+            self._open_cache(Path(cache_dir), workers)
         log.info("%s %s: %d images, %d words, scales %s", self.data_dir, split, len(self.filenames),
                  self.n_words, self.imsizes)
 
@@ -152,6 +151,19 @@ class TextDataset(Dataset):
         root = self.data_dir / "CUB_200_2011" if self.birds else self.data_dir
         return root / "images" / f"{key}.jpg"
 
+    def _open_cache(self, cache_dir: Path, workers: int) -> None:
+        """Decoded images from the cache when the transform starts with a Resize (the
+        original's, and the evaluation's centre view): that far the pixels are the same for
+        every epoch."""
+        steps = getattr(self.transform, "transforms", [])
+        if not steps or not isinstance(steps[0], transforms.Resize):
+            log.info("%s: no image cache (the transform does not start with a Resize)", self.data_dir)
+            return
+        self.cache_rest = transforms.Compose(steps[1:])
+        paths = [self.image_path(key) for key in self.filenames]
+        boxes = [self._bbox(key) for key in self.filenames] if self.birds else None
+        self.cache = open_cache(cache_dir, f"{self.split}_{steps[0].size}", paths, boxes, steps[0], workers)
+
     def _bbox(self, key: str) -> list[int] | None:
         if self.bboxes is None:
             return None
@@ -161,8 +173,11 @@ class TextDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[list[torch.Tensor], torch.Tensor, int, int, str]:
         key = self.filenames[index]
-        imgs = get_imgs(self.image_path(key), self.imsizes, self._bbox(key), self.transform,
-                        self.normalize, self.single_image)
+        if self.cache is not None:
+            imgs = from_cache(self.cache[index], self.imsizes, self.cache_rest, self.single_image)
+        else:
+            imgs = get_imgs(self.image_path(key), self.imsizes, self._bbox(key), self.transform,
+                            self.normalize, self.single_image)
         # The original's `random.randint(0, CAPTIONS_PER_IMAGE)` is numpy's (it imports
         # numpy.random as random): high exclusive, so always one of this image's captions.
         sent_ix = index * self.captions_per_image + np.random.randint(0, self.captions_per_image)
@@ -206,20 +221,25 @@ def prepare_data(batch: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, An
     """Sort a collated batch by caption length, descending, and move it to ``device``.
 
     In: imgs (list of ``[B, 3, H, W]``), captions ``[B, T]``, cap_lens ``[B]``, class ids
-    ``[B]``, keys. Out: the same order-permuted, tensors on ``device``, class ids as a numpy
-    array. The sort is stable (ties keep batch order) so that runs are deterministic; the
-    original's ``torch.sort`` did not promise an order for ties.
+    ``[B]``, keys. Out: the same order-permuted: images and captions on ``device``, cap_lens
+    on the CPU (the text encoder packs by them there; the losses copy them to the device
+    without waiting), class ids as a numpy array. The copies do not wait for the device
+    (from pinned memory they overlap with its work). The sort is stable (ties keep batch
+    order) so that runs are deterministic; the original's ``torch.sort`` did not promise an
+    order for ties.
     """
     imgs, captions, cap_lens, class_ids, keys = batch
     sorted_lens, order = torch.sort(torch.as_tensor(cap_lens), descending=True, stable=True)
-    real_imgs = [img[order].to(device) for img in imgs]
+    on_device = order.to(device, non_blocking=True)
+    real_imgs = [img.to(device, non_blocking=True).index_select(0, on_device) for img in imgs]
     order_np = order.numpy()
-    return (real_imgs, captions[order].to(device), sorted_lens.to(device),
+    return (real_imgs, captions.to(device, non_blocking=True).index_select(0, on_device), sorted_lens,
             np.asarray(class_ids)[order_np], [keys[i] for i in order_np])
 
 
 def build_dataset(cfg: Any, split: str, transform: Callable | None = None) -> TextDataset:
-    """The ``TextDataset`` a config describes (DATA_DIR, TREE, TEXT, GAN.B_DCGAN).
+    """The ``TextDataset`` a config describes (DATA_DIR, TREE, TEXT, GAN.B_DCGAN, and
+    RUN.IMAGE_CACHE / RUN.CACHE_DIR: decoded images cached in DATA_DIR/cache by default).
 
     ``transform`` None: the original's random transform at the largest scale, for both
     splits as the original.
@@ -233,4 +253,6 @@ def build_dataset(cfg: Any, split: str, transform: Callable | None = None) -> Te
         words_num=cfg.TEXT.WORDS_NUM,
         transform=image_transform(largest, cfg.AUGMENT.HORIZONTAL_FLIP) if transform is None else transform,
         single_image=cfg.GAN.B_DCGAN,
+        cache_dir=(cfg.RUN.CACHE_DIR or Path(cfg.DATA_DIR) / "cache") if cfg.RUN.IMAGE_CACHE else None,
+        workers=cfg.WORKERS,
     )

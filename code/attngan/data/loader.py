@@ -73,8 +73,9 @@ def ignore_stop_signals(_worker_id: int) -> None:
 
 
 def epoch_loader(dataset: Dataset, batch_size: int, workers: int, seed: int, epoch: int, start: int = 0,
-                 shuffle: bool = True) -> DataLoader:
-    """The DataLoader of one epoch (from batch ``start``)."""
+                 shuffle: bool = True, pin_memory: bool = False) -> DataLoader:
+    """The DataLoader of one epoch (from batch ``start``). ``pin_memory`` (for a CUDA run):
+    batches in page-locked memory, whose copies to the GPU overlap with its work."""
     if len(dataset) < batch_size:
         raise ValueError(f"the dataset has {len(dataset)} items, fewer than TRAIN.BATCH_SIZE {batch_size} "
                          "(batches drop the last incomplete one, so nothing would be trained)")
@@ -83,4 +84,4 @@ def epoch_loader(dataset: Dataset, batch_size: int, workers: int, seed: int, epo
     # global generator that the training step draws noise from.
     generator = torch.Generator().manual_seed(item_seed(seed, epoch, -2))
     return DataLoader(SeededItems(dataset), batch_sampler=sampler, num_workers=workers, generator=generator,
-                      worker_init_fn=ignore_stop_signals)
+                      worker_init_fn=ignore_stop_signals, pin_memory=pin_memory)

@@ -87,7 +87,7 @@ def encode(texts: list[str], text_encoder: nn.Module, wordtoix: dict[str, int], 
            source: str, line_numbers: list[int] | None = None):
     """(CaptionBatch sorted by length, words_embs, sentence vectors, mask), all sorted."""
     batch = encode_captions(texts, wordtoix, source, line_numbers)
-    words_embs, sent_emb, mask = text_features(text_encoder, batch.captions.to(device), batch.cap_lens.to(device))
+    words_embs, sent_emb, mask = text_features(text_encoder, batch.captions.to(device), batch.cap_lens)
     return batch, words_embs, sent_emb, mask
 
 

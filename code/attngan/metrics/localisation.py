@@ -204,7 +204,7 @@ def generator_localisation(net_g: nn.Module, text_encoder: nn.Module, dataset: T
         torch.manual_seed(seed)  # z and CA_NET's noise
         for batch in _batches(len(order), batch_size):
             caps = _captions(dataset, objects, order[batch], rng)
-            words_embs, sent_emb, mask = text_features(text_encoder, caps.ids.to(device), caps.lens.to(device))
+            words_embs, sent_emb, mask = text_features(text_encoder, caps.ids.to(device), caps.lens)
             z = torch.randn(len(caps.ids), z_dim, device=device)
             _, att_maps, _, _ = net_g(z, sent_emb, words_embs, mask)
             tallies = tallies or [_Tally() for _ in att_maps]
@@ -239,7 +239,7 @@ def damsm_localisation(image_encoder: nn.Module, text_encoder: nn.Module, datase
             images = torch.stack([get_imgs(dataset.image_path(dataset.filenames[i]), [size], transform=view,
                                            normalize=dataset.normalize)[-1] for i in batch]).to(device)
             regions, _ = image_encoder(images)  # [b,D,h,w]
-            words_embs, _, mask = text_features(text_encoder, caps.ids.to(device), caps.lens.to(device))
+            words_embs, _, mask = text_features(text_encoder, caps.ids.to(device), caps.lens)
             grid, lens = regions.shape[-2:], caps.lens.tolist()
             row = np.argsort(caps.order)  # the batch's caption c is sorted row row[c]
             for j in range(len(batch)):

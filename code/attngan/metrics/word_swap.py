@@ -98,7 +98,7 @@ def word_swap_accuracy(image_encoder: nn.Module, text_encoder: nn.Module, datase
             if not rows:
                 continue
             encoded = encode_captions([" ".join(row) for row in rows], dataset.wordtoix, "word-swap probe")
-            _, sentences, _ = text_features(text_encoder, encoded.captions.to(device), encoded.cap_lens.to(device))
+            _, sentences, _ = text_features(text_encoder, encoded.captions.to(device), encoded.cap_lens)
             sentences = sentences[torch.as_tensor(np.argsort(encoded.sorted_indices), device=device)]
             first = 0
             for j, name, true, count in owners:

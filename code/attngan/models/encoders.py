@@ -65,7 +65,8 @@ class RNN_ENCODER(nn.Module):
 def text_features(text_encoder: RNN_ENCODER, captions: torch.Tensor, cap_lens: torch.Tensor):
     """Features of a length-sorted caption batch from a frozen text encoder:
     (words_embs [B,nef,T], sent_emb [B,nef], padding mask [B,T]) with T = the longest caption,
-    the mask cut to T as the original does before the generator."""
+    the mask cut to T as the original does before the generator. ``cap_lens`` best on the
+    CPU, where packing needs them (on the device they cost a host-device sync)."""
     words_embs, sent_emb = text_encoder(captions, cap_lens, text_encoder.init_hidden(captions.size(0)))
     return words_embs, sent_emb, (captions == 0)[:, : words_embs.size(2)]
 

@@ -28,6 +28,7 @@ from ..data.loader import epoch_loader
 from ..losses import retrieval_top1, sent_loss, sentence_scores, words_loss
 from ..metrics.localisation import load_objects
 from ..metrics.word_swap import word_swap_accuracy
+from ..speed import adam_options, prepare
 from ..models import build_image_encoder, build_text_encoder
 from ..visualize import attention_figure
 from .optim import OriginalAdam
@@ -80,58 +81,63 @@ def learning_rate(base_lr: float, epochs_done: int) -> float:
     return lr
 
 
-def damsm_optimizer(text_encoder: torch.nn.Module, image_encoder: torch.nn.Module, lr: float) -> OriginalAdam:
-    """Adam over every text encoder parameter, then the image encoder's trainable ones."""
+def damsm_optimizer(text_encoder: torch.nn.Module, image_encoder: torch.nn.Module, lr: float,
+                    options: dict | None = None) -> OriginalAdam:
+    """Adam over every text encoder parameter, then the image encoder's trainable ones
+    (``options``: the implementation, speed.adam_options)."""
     params = list(text_encoder.parameters()) + [p for p in image_encoder.parameters() if p.requires_grad]
-    return OriginalAdam(params, lr=lr)
+    return OriginalAdam(params, lr=lr, **(options or {}))
 
 
-def damsm_forward(text_encoder, image_encoder, imgs, captions, cap_lens, class_ids, labels, smooth):
+def damsm_forward(text_encoder, image_encoder, imgs, captions, cap_lens, class_ids, labels, smooth,
+                  attention: bool = False):
     """Both encoders on a length-sorted batch (images [B,3,H,W]) and the four DAMSM losses:
-    -> (losses dict, each caption's attention on its image, [B_img,B_cap] sentence scores)."""
+    -> (losses dict, each caption's attention on its image (None unless ``attention``),
+    [B_img,B_cap] sentence scores)."""
     words_features, sent_code = image_encoder(imgs)
     words_emb, sent_emb = text_encoder(captions, cap_lens, text_encoder.init_hidden(captions.size(0)))
-    w0, w1, attn_maps = words_loss(words_features, words_emb, labels, cap_lens, class_ids,
-                                   gamma1=smooth.GAMMA1, gamma2=smooth.GAMMA2, gamma3=smooth.GAMMA3)
+    w0, w1, attn_maps = words_loss(words_features, words_emb, labels, cap_lens, class_ids, gamma1=smooth.GAMMA1,
+                                   gamma2=smooth.GAMMA2, gamma3=smooth.GAMMA3, attention=attention)
     s0, s1 = sent_loss(sent_code, sent_emb, labels, class_ids, gamma3=smooth.GAMMA3)
     losses = {"w_loss0": w0, "w_loss1": w1, "s_loss0": s0, "s_loss1": s1}
     return losses, attn_maps, sentence_scores(sent_code.detach(), sent_emb.detach())
 
 
 def damsm_train_step(text_encoder, image_encoder, optimizer, imgs, captions, cap_lens, class_ids, labels, smooth,
-                     grad_clip: float):
+                     grad_clip: float, attention: bool = False):
     """One pretraining step as the original: the loss w_loss0 + w_loss1 + s_loss0 + s_loss1,
     backward, the gradient norm of all the text encoder's parameters (one norm over the
     embedding, the RNN and TEXT_FC's layer) clipped to ``grad_clip``, an Adam step.
-    -> (losses dict, attention maps)."""
+    -> (losses dict, detached; attention maps with ``attention``, else None)."""
     optimizer.zero_grad(set_to_none=True)
     losses, attn_maps, _ = damsm_forward(text_encoder, image_encoder, imgs, captions, cap_lens, class_ids, labels,
-                                         smooth)
+                                         smooth, attention)
     loss = (losses["w_loss0"] + losses["w_loss1"]) + (losses["s_loss0"] + losses["s_loss1"])
     loss.backward()
     torch.nn.utils.clip_grad_norm_(text_encoder.parameters(), grad_clip)
     optimizer.step()
-    return losses, attn_maps
+    return {k: v.detach() for k, v in losses.items()}, attn_maps
 
 
 def train_epoch(cfg, loader, encoders: DamsmEncoders, optimizer, epoch, device, writer, image_dir, ixtoword) -> dict:
     encoders.text.train()
     encoders.image.train()
     labels = torch.arange(cfg.TRAIN.BATCH_SIZE, device=device)
-    totals: dict[str, float] = {}
+    totals: dict[str, torch.Tensor] = {}
     bar = tqdm(loader, desc=f"DAMSM epoch {epoch}", leave=False, dynamic_ncols=True, disable=None)
     for step, batch in enumerate(bar):
         imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, device)
+        figure_step = step % UPDATE_INTERVAL == 0
         losses, attn_maps = damsm_train_step(encoders.text, encoders.image, optimizer, imgs[-1], captions, cap_lens,
-                                             class_ids, labels, cfg.TRAIN.SMOOTH, cfg.TRAIN.RNN_GRAD_CLIP)
-        for k, v in losses.items():
-            totals[k] = totals.get(k, 0.0) + v.item()
-        bar.set_postfix(loss=f"{sum(v.item() for v in losses.values()):.3f}")
-        if step % UPDATE_INTERVAL == 0:
+                                             class_ids, labels, cfg.TRAIN.SMOOTH, cfg.TRAIN.RNN_GRAD_CLIP, figure_step)
+        for k, v in losses.items():  # summed on the device: reading a loss is a host-device sync
+            totals[k] = totals.get(k, 0.0) + v
+        if figure_step:
+            bar.set_postfix(loss=f"{sum(losses.values()).item():.3f}")
             figure = attention_figure(imgs[-1], captions, ixtoword, attn_maps)
             Image.fromarray(figure).save(Path(image_dir) / f"attention_maps{step}.png")
             writer.add_image("train/attention_maps", figure, epoch * len(loader) + step, dataformats="HWC")
-    return {k: v / len(loader) for k, v in totals.items()}
+    return {k: v.item() / len(loader) for k, v in totals.items()}
 
 
 @torch.no_grad()
@@ -173,7 +179,7 @@ def train_damsm(cfg: EasyDict, device: torch.device, out_dir: Path, seed: int) -
     train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "test")
     encoders = build_encoders(cfg, train_set.n_words)
     encoders.text.to(device)
-    encoders.image.to(device)
+    prepare(encoders.image.to(device), cfg, device)
     model_dir, image_dir = out_dir / "Model", out_dir / "Image"
     writer = SummaryWriter(str(out_dir / "Log"))
     metrics, probe = {}, {}
@@ -185,8 +191,9 @@ def train_damsm(cfg: EasyDict, device: torch.device, out_dir: Path, seed: int) -
         for epoch in range(encoders.start_epoch, cfg.TRAIN.MAX_EPOCH):
             # The original restarts the schedule (and a fresh Adam) when it resumes from NET_E.
             lr = learning_rate(cfg.TRAIN.ENCODER_LR, epoch - encoders.start_epoch)
-            optimizer = damsm_optimizer(encoders.text, encoders.image, lr)
-            loader = epoch_loader(train_set, cfg.TRAIN.BATCH_SIZE, cfg.WORKERS, seed, epoch)
+            optimizer = damsm_optimizer(encoders.text, encoders.image, lr, adam_options(cfg, device))
+            loader = epoch_loader(train_set, cfg.TRAIN.BATCH_SIZE, cfg.WORKERS, seed, epoch,
+                                  pin_memory=device.type == "cuda")
             train_losses = train_epoch(cfg, loader, encoders, optimizer, epoch, device, writer, image_dir, train_set.ixtoword)
             val_loader = epoch_loader(val_set, cfg.TRAIN.BATCH_SIZE, cfg.WORKERS, seed + 1, epoch)
             metrics = evaluate(cfg, val_loader, encoders, device)

@@ -37,6 +37,7 @@ from ..data.loader import epoch_loader
 from ..evaluation import evaluate, parse_metrics, scalars
 from ..losses import KL_loss, at_least_float32, discriminator_loss, generator_loss
 from ..metrics.image_quality import load_inception
+from ..speed import Autocast, adam_options, enabled, pad_words, precision, prepare
 from ..models import build_discriminators, build_generator, build_image_encoder, build_text_encoder, text_features
 from ..visualize import attention_figure, to_uint8
 from .damsm import image_encoder_path
@@ -69,12 +70,10 @@ def generator_epoch(path: str | Path) -> int:
     return int(match.group(1))
 
 
-def mixed_precision(precision: str, device: torch.device):
+def mixed_precision(cfg: EasyDict, device: torch.device):
     """A factory of autocast contexts for RUN.PRECISION: 'fp32' (no autocast) or 'bf16'.
     bf16 keeps float32's exponent range, so no loss scaling is needed."""
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"RUN.PRECISION must be 'fp32' or 'bf16', got {precision!r}")
-    enabled = precision == "bf16"
+    enabled = precision(cfg, "PRECISION") == "bf16"
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
@@ -111,9 +110,10 @@ class StepInputs:
 
 def gan_optimizers(cfg: EasyDict, net_g: torch.nn.Module, nets_d: list[torch.nn.Module]):
     """Adam for G and one for each D, as the original: -> (opt_g, opts_d)."""
-    opt_g = OriginalAdam(net_g.parameters(), lr=cfg.TRAIN.GENERATOR_LR)
-    opts_d = [OriginalAdam([p for p in d.parameters() if p.requires_grad], lr=cfg.TRAIN.DISCRIMINATOR_LR)
-              for d in nets_d]
+    implementation = adam_options(cfg, next(net_g.parameters()).device)
+    opt_g = OriginalAdam(net_g.parameters(), lr=cfg.TRAIN.GENERATOR_LR, **implementation)
+    opts_d = [OriginalAdam([p for p in d.parameters() if p.requires_grad], lr=cfg.TRAIN.DISCRIMINATOR_LR,
+                           **implementation) for d in nets_d]
     return opt_g, opts_d
 
 
@@ -146,11 +146,18 @@ def gan_step(net_g, nets_d, opt_g, opts_d, avg_g: list[torch.Tensor], image_enco
                                inputs.class_ids, smooth.GAMMA1, smooth.GAMMA2, smooth.GAMMA3, smooth.LAMBDA)
     terms["kl_loss"] = KL_loss(at_least_float32(mu), at_least_float32(logvar))
     terms["errG"] = terms["errG"] + terms["kl_loss"]
-    terms["errG"].backward()
+    # Gradients for G's parameters only: the Ds' (which the original computed here and then
+    # zeroed unused before their next update) are not even computed.
+    torch.autograd.backward(terms["errG"], inputs=list(net_g.parameters()))
     opt_g.step()
     update_average(avg_g, net_g, ema_decay)
     logs.update({f"G/{k}": v.detach() for k, v in terms.items()})
     return logs
+
+
+def as_floats(logs: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The loss terms as Python floats, read from the device at once (one sync)."""
+    return dict(zip(logs, torch.stack([v.float() for v in logs.values()]).tolist()))
 
 
 class GanTrainer:
@@ -163,15 +170,19 @@ class GanTrainer:
         self.batch_size = cfg.TRAIN.BATCH_SIZE
         self.num_batches = len(self.dataset) // self.batch_size
         self.text_encoder, self.image_encoder = load_damsm(cfg, self.dataset.n_words, device)
-        self.net_g = build_generator(cfg).to(device)
-        self.nets_d = [net.to(device) for net in build_discriminators(cfg)]
+        prepare(self.image_encoder, cfg, device)
+        # The step's image encoder: the same, under bf16 autocast with RUN.ENCODER_PRECISION.
+        self.encode_images = (Autocast(self.image_encoder, device)
+                              if precision(cfg, "ENCODER_PRECISION") == "bf16" else self.image_encoder)
+        self.net_g = prepare(build_generator(cfg).to(device), cfg, device)
+        self.nets_d = [prepare(net.to(device), cfg, device) for net in build_discriminators(cfg)]
         self.epoch, self.step, self.gen_iterations = 0, 0, 0
         if cfg.TRAIN.NET_G and not cfg.RUN.RESUME:
             self._load_snapshot(cfg.TRAIN.NET_G)
         self.avg_g = [p.detach().clone() for p in self.net_g.parameters()]
         self.opt_g, self.opts_d = gan_optimizers(cfg, self.net_g, self.nets_d)
         self.fixed_noise = torch.randn(self.batch_size, cfg.GAN.Z_DIM, device=device)
-        self.autocast = mixed_precision(cfg.RUN.PRECISION, device)
+        self.autocast = mixed_precision(cfg, device)
         self.eval_metrics = parse_metrics(cfg.EVAL.METRICS) if cfg.EVAL.EVERY_EPOCHS else set()
         if self.eval_metrics & {"is", "fid"}:
             load_inception(cfg.EVAL.INCEPTION_WEIGHTS)  # missing weights fail now, not after an epoch
@@ -191,16 +202,19 @@ class GanTrainer:
         log.info("resumed G from %s at epoch %d", net_g, self.epoch)
 
     # ---- one step ------------------------------------------------------------------
-    def train_step(self, batch) -> dict[str, float]:
+    def train_step(self, batch) -> dict[str, torch.Tensor]:
+        """One step on a collated batch; the loss terms stay on the device (reading them
+        is a host-device sync: the loop does it every RUN.LOG_INTERVAL steps)."""
         imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, self.device)
         if self.monitor_batch is None:
             self.monitor_batch = (captions.detach().clone(), cap_lens.detach().clone())
         words_embs, sent_emb, mask = text_features(self.text_encoder, captions, cap_lens)
+        if enabled(self.cfg, "COMPILE", self.device):  # one shape for the compiled G
+            words_embs, mask = pad_words(words_embs, mask, self.cfg.TEXT.WORDS_NUM)
         noise = torch.randn(captions.size(0), self.cfg.GAN.Z_DIM, device=self.device)
         inputs = StepInputs(imgs, words_embs, sent_emb, mask, cap_lens, class_ids, noise)
-        logs = gan_step(self.net_g, self.nets_d, self.opt_g, self.opts_d, self.avg_g, self.image_encoder, inputs,
+        return gan_step(self.net_g, self.nets_d, self.opt_g, self.opts_d, self.avg_g, self.encode_images, inputs,
                         self.cfg.TRAIN.SMOOTH, self.cfg.EMA.DECAY, self.autocast)
-        return {k: v.item() for k, v in logs.items()}
 
     @contextlib.contextmanager
     def averaged_generator(self):
@@ -308,6 +322,7 @@ class GanTrainer:
         for k, v in logs.items():
             writer.add_scalar(k, v, self.gen_iterations)
 
+
     def train(self, stop_after_steps: int | None = None) -> Path:
         """Run to TRAIN.MAX_EPOCH; returns the last written checkpoint. ``stop_after_steps``
         behaves like a SIGTERM after that many steps (for tests and time-boxed runs)."""
@@ -319,16 +334,18 @@ class GanTrainer:
             net.train()
         with self.stop_on_signals():
             while self.epoch < cfg.TRAIN.MAX_EPOCH:
-                loader = epoch_loader(self.dataset, self.batch_size, cfg.WORKERS, self.seed, self.epoch, self.step)
+                loader = epoch_loader(self.dataset, self.batch_size, cfg.WORKERS, self.seed, self.epoch, self.step,
+                                      pin_memory=self.device.type == "cuda")
                 bar = tqdm(loader, desc=f"AttnGAN epoch {self.epoch}", leave=False, dynamic_ncols=True, disable=None)
                 for batch in bar:
                     logs = self.train_step(batch)
                     self.step += 1
                     self.gen_iterations += 1
                     steps_here += 1
-                    bar.set_postfix(errG=f"{logs['G/errG']:.2f}", errD=f"{logs['D0/errD']:.2f}")
                     if self.gen_iterations % cfg.RUN.LOG_INTERVAL == 0:
-                        self._log(writer, logs)
+                        values = as_floats(logs)
+                        bar.set_postfix(errG=f"{values['G/errG']:.2f}", errD=f"{values['D0/errD']:.2f}")
+                        self._log(writer, values)
                     if self.gen_iterations % cfg.RUN.IMAGE_INTERVAL == 0:
                         self.save_images(writer)
                     if stop_after_steps is not None and steps_here >= stop_after_steps:
@@ -341,7 +358,8 @@ class GanTrainer:
                     writer.close()
                     return path
                 log.info("epoch %d done (%d steps in all): %s", self.epoch, self.gen_iterations,
-                         " ".join(f"{k} {v:.3f}" for k, v in logs.items() if k.startswith("G/") or k.endswith("errD")))
+                         " ".join(f"{k} {v:.3f}" for k, v in as_floats(logs).items()
+                                  if k.startswith("G/") or k.endswith("errD")))
                 if self.epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0:
                     self.save_snapshot(self.epoch)
                 self.epoch, self.step = self.epoch + 1, 0

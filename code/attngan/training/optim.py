@@ -19,26 +19,28 @@ BETAS = (0.5, 0.999)  # both stages, as the original
 class OriginalAdam(torch.optim.Adam):
     """``torch.optim.Adam`` (any of its implementations: for-loop, foreach, fused) with
     PyTorch 0.3's eps placement, obtained by handing it ``eps / sqrt(1 - beta2^t)`` for
-    step t. Its state_dict is Adam's."""
+    step t. Its state_dict is Adam's, with each group's step count t (``steps``) kept on
+    the host, so that a step reads nothing from the device; every parameter of a group is
+    taken to be stepped every time (as in both training stages: each gets a gradient)."""
 
     def __init__(self, params, lr: float, betas: tuple[float, float] = BETAS, eps: float = 1e-8, **kwargs):
         super().__init__(params, lr=lr, betas=betas, eps=eps, **kwargs)
 
-    def _next_step(self, group: dict) -> int:
-        for p in group["params"]:
-            state = self.state.get(p)
-            if state and "step" in state:
-                return int(state["step"]) + 1
-        return 1
+    def _steps_taken(self, group: dict) -> int:
+        if "steps" not in group:  # a state saved by torch.optim.Adam: read its count once
+            states = [self.state[p] for p in group["params"] if "step" in self.state.get(p, {})]
+            group["steps"] = int(states[0]["step"]) if states else 0
+        return group["steps"]
 
     @torch.no_grad()
     def step(self, closure=None):
         eps = [group["eps"] for group in self.param_groups]
         for group in self.param_groups:
-            beta2 = group["betas"][1]
-            group["eps"] = group["eps"] / math.sqrt(1 - beta2 ** self._next_step(group))
+            group["steps"] = self._steps_taken(group) + 1
+            group["eps"] = group["eps"] / math.sqrt(1 - group["betas"][1] ** group["steps"])
         try:
             return super().step(closure)
         finally:
             for group, value in zip(self.param_groups, eps):
                 group["eps"] = value
+

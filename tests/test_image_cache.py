@@ -1,0 +1,74 @@
+"""The decoded-image cache (RUN.IMAGE_CACHE) against decoding every image on every step:
+the same items (random crop, flip, caption choice), the largest scale equal to the pixel
+and the smaller ones within one grey level; reused while the images stay the same,
+rebuilt when they change."""
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from attngan.data.datasets import TextDataset, image_transform
+
+from test_data import BIRDS, CPI, birds, coco  # noqa: F401  (fixtures)
+
+GREY_LEVEL = 2 / 255  # one of 256 levels, in [-1, 1]
+
+
+def item(ds, index: int, seed: int):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return ds[index]
+
+
+@pytest.mark.parametrize("layout", ["birds", "coco"])
+def test_cached_items_equal_the_decoded_ones(layout, request, tmp_path):
+    root = request.getfixturevalue(layout)
+    options = dict(base_size=16, branch_num=3, captions_per_image=CPI, words_num=4, transform=image_transform(64))
+    plain = TextDataset(root, "train", **options)
+    cached = TextDataset(root, "train", **options, cache_dir=tmp_path / "cache")
+    assert cached.cache is not None and len(cached.cache) == len(plain)
+    for index in range(len(plain)):
+        for seed in range(6):
+            (a_imgs, a_cap, a_len, a_cls, a_key), (b_imgs, b_cap, b_len, b_cls, b_key) = (
+                item(plain, index, seed), item(cached, index, seed))
+            assert (a_key, a_len, a_cls) == (b_key, b_len, b_cls) and torch.equal(a_cap, b_cap)
+            assert torch.equal(a_imgs[-1], b_imgs[-1])  # crop and flip: the same draws, the same pixels
+            for a, b in zip(a_imgs[:-1], b_imgs[:-1]):
+                assert a.shape == b.shape and (a - b).abs().max() <= GREY_LEVEL + 1e-6
+
+
+def test_single_image_and_no_resize(birds, tmp_path):  # noqa: F811
+    options = dict(base_size=16, branch_num=3, captions_per_image=CPI, transform=image_transform(64), single_image=True)
+    plain, cached = TextDataset(birds, "test", **options), TextDataset(birds, "test", **options, cache_dir=tmp_path)
+    assert torch.equal(item(plain, 0, 3)[0][0], item(cached, 0, 3)[0][0])
+    no_resize = TextDataset(birds, "test", base_size=16, branch_num=1, captions_per_image=CPI, cache_dir=tmp_path / "x")
+    assert no_resize.cache is None and not (tmp_path / "x").exists()
+
+
+def test_cache_is_reused_then_rebuilt_when_an_image_changes(birds, tmp_path):  # noqa: F811
+    options = dict(base_size=16, branch_num=2, captions_per_image=CPI, transform=image_transform(32, flip=False))
+    TextDataset(birds, "train", **options, cache_dir=tmp_path)
+    data = tmp_path / "train_38.u8"
+    written = data.stat().st_mtime_ns
+    again = TextDataset(birds, "train", **options, cache_dir=tmp_path)
+    assert data.stat().st_mtime_ns == written  # the same images: not rebuilt
+    path = again.image_path(BIRDS[1][0])
+    Image.new("RGB", (120, 90), (0, 255, 0)).save(path, quality=100)
+    changed = TextDataset(birds, "train", **options, cache_dir=tmp_path)
+    assert data.stat().st_mtime_ns != written
+    green = changed.cache[1].float().mean(dim=(1, 2))
+    assert green[1] > 200 and green[0] < 50 and torch.equal(changed.cache[0], again.cache[0])
+    (tmp_path / "train_38.json").write_text("{not json")
+    assert torch.equal(TextDataset(birds, "train", **options, cache_dir=tmp_path).cache[1], changed.cache[1])
+
+
+def test_building_the_cache_leaves_the_global_generators_alone(birds, tmp_path):  # noqa: F811
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    TextDataset(birds, "train", base_size=16, branch_num=2, captions_per_image=CPI, transform=image_transform(32),
+                cache_dir=tmp_path, workers=1)
+    assert torch.equal(torch.rand(3), expected)
