@@ -1,8 +1,9 @@
 """Decoded images kept on disk (RUN.IMAGE_CACHE): every image of a split decoded, cropped
 to its bird box and resized once, to the size the random crop is taken from, and stored
 as uint8 in one memory-mapped file beside a JSON index. An item then costs a slice of
-that file instead of a JPEG decode and a resize; the random crop, the flip and the smaller
-stages' resizes are applied to the cached pixels (datasets.TextDataset). The index holds
+that file instead of a JPEG decode and a resize; the rest of the transform (random crop,
+flip) and the smaller stages' resizes run on those pixels as before, so that an item is
+the same to the bit (datasets.TextDataset). The index holds
 a fingerprint of the sources (paths, sizes, modification times, boxes) and the size: any
 change rebuilds the cache.
 """
@@ -78,8 +79,8 @@ def fingerprint(paths: list[Path], boxes: list | None, resize: transforms.Resize
 
 
 class ImageCache:
-    """The cached pixels of one split: ``cache[i]`` is image i as a uint8 [3,H,W] tensor.
-    The memory map is opened on first use in each process (DataLoader workers included)."""
+    """The cached pixels of one split: ``cache[i]`` is image i as a PIL RGB image. The
+    memory map is opened on first use in each process (DataLoader workers included)."""
 
     def __init__(self, data_path: Path, shapes: list[list[int]]):
         self.data_path, self.shapes = data_path, shapes
@@ -93,12 +94,11 @@ class ImageCache:
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_pixels": None}
 
-    def __getitem__(self, i: int) -> torch.Tensor:
+    def __getitem__(self, i: int) -> Image.Image:
         if self._pixels is None:
             self._pixels = np.memmap(self.data_path, dtype=np.uint8, mode="r")
         h, w = self.shapes[i]
-        pixels = np.array(self._pixels[self.offsets[i]:self.offsets[i + 1]]).reshape(h, w, 3)
-        return torch.from_numpy(pixels).permute(2, 0, 1)
+        return Image.fromarray(np.asarray(self._pixels[self.offsets[i]:self.offsets[i + 1]]).reshape(h, w, 3))
 
 
 def open_cache(cache_dir: Path, name: str, paths: list[Path], boxes: list | None, resize: transforms.Resize,

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torchvision.transforms as transforms
+from PIL import Image
 from torch.utils.data import Dataset
 
 from attngan.data.cache import ImageCache, decode, open_cache
@@ -80,29 +81,20 @@ def get_imgs(img_path: str | Path, imsizes: list[int], bbox: list[int] | None = 
     the transformed image, the last is the transformed image itself. ``single`` (the
     original's B_DCGAN) returns only the transformed image.
     """
+    return scales(decode(Path(img_path), bbox), imsizes, transform, normalize, single)
+
+
+def scales(img: Image.Image, imsizes: list[int], transform: Callable | None = None,
+           normalize: Callable | None = None, single: bool = False) -> list[torch.Tensor]:
+    """``get_imgs`` from a decoded (and cropped) image: ``transform``, then the smaller
+    scales resized from its result. A cached image (the transform's first Resize done)
+    comes here with the rest of the transform."""
     normalize = normalize or _default_normalize()
-    img = decode(Path(img_path), bbox)
     if transform is not None:
         img = transform(img)
     if single:
         return [normalize(img)]
     smaller = [normalize(transforms.Resize(size)(img)) for size in imsizes[:-1]]
-    return smaller + [normalize(img)]
-
-
-def from_cache(pixels: torch.Tensor, imsizes: list[int], rest: Callable, single: bool = False) -> list[torch.Tensor]:
-    """``get_imgs`` on cached pixels (uint8 [3,H,W], the transform's first resize done):
-    the rest of the transform (random crop, flip: the same random draws as on a PIL image)
-    and the smaller scales resized with antialiasing (PIL's filter, to within a grey
-    level); normalised to [-1, 1] as ToTensor and Normalize do."""
-    img = rest(pixels)
-
-    def normalize(x: torch.Tensor) -> torch.Tensor:
-        return (x.float().div(255) - 0.5) / 0.5
-
-    if single:
-        return [normalize(img)]
-    smaller = [normalize(transforms.functional.resize(img, size, antialias=True)) for size in imsizes[:-1]]
     return smaller + [normalize(img)]
 
 
@@ -174,7 +166,7 @@ class TextDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[list[torch.Tensor], torch.Tensor, int, int, str]:
         key = self.filenames[index]
         if self.cache is not None:
-            imgs = from_cache(self.cache[index], self.imsizes, self.cache_rest, self.single_image)
+            imgs = scales(self.cache[index], self.imsizes, self.cache_rest, self.normalize, self.single_image)
         else:
             imgs = get_imgs(self.image_path(key), self.imsizes, self._bbox(key), self.transform,
                             self.normalize, self.single_image)
