@@ -69,3 +69,11 @@ def test_building_the_cache_leaves_the_global_generators_alone(birds, tmp_path):
     TextDataset(birds, "train", base_size=16, branch_num=2, captions_per_image=CPI, transform=image_transform(32),
                 cache_dir=tmp_path, workers=1)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_an_unwritable_cache_folder_is_one_clear_error(birds, tmp_path):  # noqa: F811
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(RuntimeError, match="cannot create the image cache folder .* set RUN.CACHE_DIR"):
+        TextDataset(birds, "train", base_size=16, branch_num=1, captions_per_image=CPI, transform=image_transform(16),
+                    cache_dir=blocker / "cache")

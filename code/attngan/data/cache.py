@@ -114,6 +114,14 @@ def open_cache(cache_dir: Path, name: str, paths: list[Path], boxes: list | None
             index = {}
         if index.get("fingerprint") == key and data_path.stat().st_size == index.get("bytes"):
             return ImageCache(data_path, index["shapes"])
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RuntimeError(f"cannot create the image cache folder {cache_dir} ({err.strerror}): set RUN.CACHE_DIR "
+                           "to a writable folder, or RUN.IMAGE_CACHE to False") from err
+    if not os.access(cache_dir, os.W_OK):
+        raise RuntimeError(f"the image cache folder {cache_dir} is not writable: set RUN.CACHE_DIR to a writable "
+                           "folder, or RUN.IMAGE_CACHE to False")
     log.info("caching %d decoded images at size %s in %s (once; rebuilt when the images change)", len(paths),
              resize.size, data_path)
     shapes: list[list[int]] = []
