@@ -2,7 +2,8 @@
 # Every GPU figure of README "Speed" in one go (about 10 minutes on one H100/H200): the
 # AttnGAN step at the bird and COCO shapes, the DAMSM step at the bird shapes, sampling and
 # the evaluation path, each setting beside the reference. Tables and JSON go to $OUT (or
-# ./benchmark-gpu). Usage: bash scripts/benchmark_gpu.sh [python]
+# ./benchmark-gpu). Usage: bash scripts/benchmark_gpu.sh [python], with a python that has the
+# project's dependencies (nltk, easydict, torch-fidelity... besides torch).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-python3}

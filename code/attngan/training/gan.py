@@ -73,8 +73,8 @@ def generator_epoch(path: str | Path) -> int:
 def mixed_precision(cfg: EasyDict, device: torch.device):
     """A factory of autocast contexts for RUN.PRECISION: 'fp32' (no autocast) or 'bf16'.
     bf16 keeps float32's exponent range, so no loss scaling is needed."""
-    enabled = precision(cfg, "PRECISION") == "bf16"
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+    bf16 = precision(cfg, "PRECISION") == "bf16"
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def _rng_state() -> dict:
