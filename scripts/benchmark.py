@@ -207,7 +207,6 @@ def eval_workload(cfg, device, work: Path, name: str, warmup: int, steps: int, b
     nets = {"net_g": prepare(build_generator(cfg).to(device), cfg, device),
             "text_encoder": build_text_encoder(cfg, text.n_words).to(device),
             "image_encoder": build_image_encoder(cfg).to(device)}
-    cfg.EVAL.SPLITS = 10
     num_samples = batch_size * steps
 
     def run(_):

@@ -65,7 +65,8 @@ def words_loss(img_features: torch.Tensor, words_emb: torch.Tensor, labels: torc
     if batch_size is not None and batch_size != batch:
         raise ValueError(f"batch_size {batch_size} does not match the features' batch {batch}")
     num_words = words_emb.size(2)
-    lens = torch.as_tensor(cap_lens).to(words_emb.device, non_blocking=True).view(-1, 1)
+    cap_lens = torch.as_tensor(cap_lens)
+    lens = cap_lens.to(words_emb.device, non_blocking=True).view(-1, 1)
     word_mask = torch.arange(num_words, device=words_emb.device).unsqueeze(0) >= lens  # [B,T]
     regions = img_features.reshape(batch, dim, h * w)
     context, attn = word_region_attention(regions, words_emb, word_mask, gamma1)
@@ -76,7 +77,7 @@ def words_loss(img_features: torch.Tensor, words_emb: torch.Tensor, labels: torc
     if attention:
         idx = torch.arange(batch, device=attn.device)
         own = attn[idx, idx].view(batch, num_words, h, w)
-        att_maps = [own[i : i + 1, :n] for i, n in enumerate(torch.as_tensor(cap_lens).tolist())]
+        att_maps = [own[i : i + 1, :n] for i, n in enumerate(cap_lens.tolist())]
     return (loss0, loss1, att_maps, sims) if return_scores else (loss0, loss1, att_maps)
 
 

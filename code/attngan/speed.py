@@ -75,6 +75,13 @@ def pad_words(words_embs: torch.Tensor, mask: torch.Tensor, length: int) -> tupl
     return F.pad(words_embs, (0, extra)), F.pad(mask, (0, extra), value=True)
 
 
+def mixed_precision(cfg: EasyDict, key: str, device: torch.device):
+    """A factory of autocast contexts for RUN.<key>: 'fp32' (no autocast) or 'bf16'. bf16
+    keeps float32's exponent range, so no loss scaling is needed."""
+    bf16 = precision(cfg, key) == "bf16"
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
 class Autocast(nn.Module):
     """A frozen encoder run under bf16 autocast, its outputs returned in float32."""
 

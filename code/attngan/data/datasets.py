@@ -130,6 +130,7 @@ class TextDataset(Dataset):
         self.ixtoword, self.wordtoix, self.n_words = text.ixtoword, text.wordtoix, text.n_words
         self.class_id = _load_class_ids(self.data_dir / split, len(self.filenames))
         self.cache: ImageCache | None = None
+        self.cache_rest: Callable | None = None  # the transform after its first Resize, for cached images
         if cache_dir is not None:
             self._open_cache(Path(cache_dir), workers)
         log.info("%s %s: %d images, %d words, scales %s", self.data_dir, split, len(self.filenames),

@@ -28,8 +28,8 @@ from ..data.loader import epoch_loader
 from ..losses import retrieval_top1, sent_loss, sentence_scores, words_loss
 from ..metrics.localisation import load_objects
 from ..metrics.word_swap import word_swap_accuracy
-from ..speed import adam_options, prepare
 from ..models import build_image_encoder, build_text_encoder
+from ..speed import adam_options, prepare
 from ..visualize import attention_figure
 from .optim import OriginalAdam
 

@@ -37,8 +37,8 @@ from ..data.loader import epoch_loader
 from ..evaluation import evaluate, parse_metrics, scalars
 from ..losses import KL_loss, at_least_float32, discriminator_loss, generator_loss
 from ..metrics.image_quality import load_inception
-from ..speed import Autocast, adam_options, enabled, pad_words, precision, prepare
 from ..models import build_discriminators, build_generator, build_image_encoder, build_text_encoder, text_features
+from ..speed import Autocast, adam_options, enabled, mixed_precision, pad_words, precision, prepare
 from ..visualize import attention_figure, to_uint8
 from .damsm import image_encoder_path
 from .optim import OriginalAdam
@@ -68,13 +68,6 @@ def generator_epoch(path: str | Path) -> int:
     if not match:
         raise ValueError(f"TRAIN.NET_G {path}: expected a file named netG_epoch_<N>.pth to resume from")
     return int(match.group(1))
-
-
-def mixed_precision(cfg: EasyDict, device: torch.device):
-    """A factory of autocast contexts for RUN.PRECISION: 'fp32' (no autocast) or 'bf16'.
-    bf16 keeps float32's exponent range, so no loss scaling is needed."""
-    bf16 = precision(cfg, "PRECISION") == "bf16"
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def _rng_state() -> dict:
@@ -174,6 +167,8 @@ class GanTrainer:
         # The step's image encoder: the same, under bf16 autocast with RUN.ENCODER_PRECISION.
         self.encode_images = (Autocast(self.image_encoder, device)
                               if precision(cfg, "ENCODER_PRECISION") == "bf16" else self.image_encoder)
+        # A compiled G gets its words padded to one length (speed.prepare).
+        self.words_length = cfg.TEXT.WORDS_NUM if enabled(cfg, "COMPILE", device) else None
         self.net_g = prepare(build_generator(cfg).to(device), cfg, device)
         self.nets_d = [prepare(net.to(device), cfg, device) for net in build_discriminators(cfg)]
         self.epoch, self.step, self.gen_iterations = 0, 0, 0
@@ -182,7 +177,7 @@ class GanTrainer:
         self.avg_g = [p.detach().clone() for p in self.net_g.parameters()]
         self.opt_g, self.opts_d = gan_optimizers(cfg, self.net_g, self.nets_d)
         self.fixed_noise = torch.randn(self.batch_size, cfg.GAN.Z_DIM, device=device)
-        self.autocast = mixed_precision(cfg, device)
+        self.autocast = mixed_precision(cfg, "PRECISION", device)
         self.eval_metrics = parse_metrics(cfg.EVAL.METRICS) if cfg.EVAL.EVERY_EPOCHS else set()
         if self.eval_metrics & {"is", "fid"}:
             load_inception(cfg.EVAL.INCEPTION_WEIGHTS)  # missing weights fail now, not after an epoch
@@ -209,8 +204,8 @@ class GanTrainer:
         if self.monitor_batch is None:
             self.monitor_batch = (captions.detach().clone(), cap_lens.detach().clone())
         words_embs, sent_emb, mask = text_features(self.text_encoder, captions, cap_lens)
-        if enabled(self.cfg, "COMPILE", self.device):  # one shape for the compiled G
-            words_embs, mask = pad_words(words_embs, mask, self.cfg.TEXT.WORDS_NUM)
+        if self.words_length is not None:
+            words_embs, mask = pad_words(words_embs, mask, self.words_length)
         noise = torch.randn(captions.size(0), self.cfg.GAN.Z_DIM, device=self.device)
         inputs = StepInputs(imgs, words_embs, sent_emb, mask, cap_lens, class_ids, noise)
         return gan_step(self.net_g, self.nets_d, self.opt_g, self.opts_d, self.avg_g, self.encode_images, inputs,
