@@ -11,20 +11,9 @@ import sys
 from pathlib import Path
 
 from .config import apply_overrides, load_config, record_config
+from .errors import USER_ERRORS, report  # noqa: F401 (cli.USER_ERRORS and cli.report stay importable)
 from .runtime import run_dir, seed_everything, select_device
 from .speed import set_tf32
-
-
-# The errors a user can cause (ConfigError and CheckpointError are ValueErrors; a CUDA id
-# without CUDA is a RuntimeError): reported in one line, exit status 2.
-USER_ERRORS = (FileNotFoundError, ValueError, RuntimeError)
-
-
-def report(err: Exception) -> int:
-    """Print a user error as one line on stderr (traceback at debug level); returns 2."""
-    logging.getLogger("attngan").debug("failed", exc_info=True)
-    print(f"error ({type(err).__name__}): {err}", file=sys.stderr)
-    return 2
 
 
 def base_parser(description: str, default_cfg: str) -> argparse.ArgumentParser:
