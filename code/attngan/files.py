@@ -1,10 +1,13 @@
-"""Writing files so that an interrupted run never leaves a truncated one behind."""
+"""Writing files so that an interrupted run never leaves a truncated one behind, and
+reading the JSON Lines manifests of image folders."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], None]) -> None:
@@ -25,3 +28,20 @@ def write_atomic(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], Non
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def json_objects(text: str, source: str | os.PathLike, expected: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """The JSON object of every non-blank line of ``text`` (JSON Lines read from ``source``)
+    as ``(line number, "<source> line <n>", object)``. A line that is not JSON, or not an
+    object (one with ``expected``, e.g. '"file" and "caption"'), is a ValueError naming it."""
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        where = f"{source} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}: not valid JSON ({err.msg})") from err
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected a JSON object with {expected}, got {line.strip()!r}")
+        yield number, where, record

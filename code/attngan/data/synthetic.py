@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import pickle
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +20,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from attngan.data.writing import (check_out_dir, make_layout, save_captions, save_examples, save_image,
+                                   save_split, write_into_place)
 
 logger = logging.getLogger(__name__)
 
@@ -262,31 +263,6 @@ def _captions(scene: Scene, count: int, rng: np.random.Generator) -> list[str]:
     return [captions[i] for i in rng.permutation(count)]
 
 
-def _dump_pickle(obj: Any, path: Path) -> None:
-    with path.open("wb") as f:
-        pickle.dump(obj, f, protocol=2)
-
-
-def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Refuse a non-empty out_dir unless overwrite; never delete foreign files."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise FileExistsError(f"{out_dir} exists and is not a folder")
-    entries = {p.name for p in out_dir.iterdir()}
-    if not entries:
-        return
-    if not overwrite:
-        raise FileExistsError(
-            f"{out_dir} exists and is not empty; pass --force to replace it "
-            "(overwrite=True from Python)")
-    foreign = sorted(entries - DATASET_ENTRIES)
-    if foreign:
-        raise FileExistsError(
-            f"refusing to replace {out_dir}: it holds files this tool does not write: "
-            + ", ".join(foreign[:5]))
-
-
 def _write_readme(path: Path, args: dict[str, Any]) -> None:
     settings = ", ".join(f"{k}={v}" for k, v in args.items())
     path.write_text(
@@ -308,8 +284,7 @@ def _write_examples(out_dir: Path, max_objects: int, colors: list[str], rng: np.
     for main in pairs[:max(len(colors), MIN_EXAMPLES)]:
         scene = _sample_scene(rng, max_objects, colors, main=main)
         lines.append(_caption(scene, len(scene.objects) > 1, set(), rng))
-    (out_dir / "example_captions.txt").write_text("\n".join(lines) + "\n", encoding="ascii")
-    (out_dir / "example_filenames.txt").write_text("example_captions\n", encoding="ascii")
+    save_examples(out_dir, lines)
 
 
 def _validate(num_images: int, image_size: int, test_fraction: float,
@@ -355,22 +330,17 @@ def make_shapes_dataset(out_dir: str | Path, num_images: int = 1200, image_size:
     colors = list(COLORS if colors is None else colors)
     _validate(num_images, image_size, test_fraction, captions_per_image, max_objects, object_scale, colors)
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir, overwrite)
+    check_out_dir(out_dir, overwrite, DATASET_ENTRIES)
     args = dict(seed=seed, num_images=num_images, image_size=image_size,
                 test_fraction=test_fraction, captions_per_image=captions_per_image,
                 max_objects=max_objects, object_scale=object_scale, colors=colors)
-    partial = out_dir.parent / f".{out_dir.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        summary = _write_dataset(partial, **args)
-        _write_readme(partial / "README.txt", args)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        partial.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+
+    def write(folder: Path) -> dict[str, Any]:
+        summary = _write_dataset(folder, **args)
+        _write_readme(folder / "README.txt", args)
+        return summary
+
+    summary = write_into_place(out_dir, write)
     summary["out_dir"] = str(out_dir)
     logger.info("shapes dataset written: %s", summary)
     return summary
@@ -381,8 +351,7 @@ def _write_dataset(out_dir: Path, seed: int, num_images: int, image_size: int,
                    max_objects: int, object_scale: float, colors: list[str]) -> dict[str, Any]:
     """Write every file but README.txt into the existing empty folder ``out_dir``."""
     rng = np.random.default_rng(seed)
-    for sub in ("images", "text", "train", "test"):
-        (out_dir / sub).mkdir()
+    make_layout(out_dir)
     keys = [f"shape_{i:05d}" for i in range(num_images)]
     num_test = min(max(round(num_images * test_fraction), 1), num_images - 1)
     test_keys = set(keys[i] for i in rng.permutation(num_images)[:num_test])
@@ -392,10 +361,9 @@ def _write_dataset(out_dir: Path, seed: int, num_images: int, image_size: int,
     for key in keys:
         scene = _sample_scene(rng, max_objects, colors)
         image, boxes = _render(scene, image_size, rng, object_scale)
-        image.save(out_dir / "images" / f"{key}.jpg", quality=95, subsampling=0)
+        save_image(image, out_dir, key)
         captions = _captions(scene, captions_per_image, rng)
-        (out_dir / "text" / f"{key}.txt").write_text("\n".join(captions) + "\n",
-                                                    encoding="ascii")
+        save_captions(out_dir, key, captions)
         vocabulary.update(w for c in captions for w in c.replace(",", " ").split())
         main = scene.objects[0]
         classes[key] = class_id(main.shape, main.color)
@@ -404,8 +372,7 @@ def _write_dataset(out_dir: Path, seed: int, num_images: int, image_size: int,
              "words": o.words} for o, box in zip(scene.objects, boxes)]}
     for split, split_keys in (("train", [k for k in keys if k not in test_keys]),
                               ("test", [k for k in keys if k in test_keys])):
-        _dump_pickle(split_keys, out_dir / split / "filenames.pickle")
-        _dump_pickle([classes[k] for k in split_keys], out_dir / split / "class_info.pickle")
+        save_split(out_dir, split, split_keys, [classes[k] for k in split_keys])
     settings = dict(seed=seed, num_images=num_images, image_size=image_size, test_fraction=test_fraction,
                     captions_per_image=captions_per_image, max_objects=max_objects, object_scale=object_scale,
                     colors=colors)

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from ..files import write_atomic
+from ..files import json_objects, write_atomic
 from .captions import Batch, EvalCaptions, encode, inverse, sample_rows
 
 MANIFEST = "captions.jsonl"
@@ -46,23 +46,15 @@ def read_manifest(image_dir: str | Path) -> list[ManifestEntry]:
         raise FileNotFoundError(f"{manifest} not found: a folder of images to score needs a manifest, one JSON "
                                 'object a line: {"file": "0001.png", "caption": "...", "class_id": 3} '
                                 "(class_id optional), see docs/evaluation.md")
-    entries = []
-    for number, line in enumerate(manifest.read_text(encoding="utf-8").split("\n"), 1):
-        if line.strip():
-            entries.append(_manifest_entry(image_dir, manifest, number, line))
+    entries = [_manifest_entry(image_dir, where, number, record)
+               for number, where, record in json_objects(manifest.read_text(encoding="utf-8"), manifest,
+                                                         '"file" and "caption"')]
     if not entries:
         raise ValueError(f"{manifest} lists no image")
     return entries
 
 
-def _manifest_entry(image_dir: Path, manifest: Path, number: int, line: str) -> ManifestEntry:
-    where = f"{manifest} line {number}"
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{where}: not valid JSON ({err.msg})") from err
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object with \"file\" and \"caption\", got {line.strip()!r}")
+def _manifest_entry(image_dir: Path, where: str, number: int, record: dict) -> ManifestEntry:
     for key in ("file", "caption"):
         if not isinstance(record.get(key), str):
             raise ValueError(f"{where}: \"{key}\" must be a string, got {record.get(key)!r}")
