@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from attngan.config import load_config
 from attngan.data.check import check_dataset
-from attngan.data.make_dataset import main, make_dataset
+from attngan.data.make_dataset import load_image, main, make_dataset
 from attngan.data.manifest import DatasetError, read_manifest
 
 from conftest import ROOT
@@ -181,6 +181,21 @@ def test_force_replaces_its_own_dataset_only(made, tmp_path, capsys):
     (out / "notes.txt").write_text("mine")
     assert main([*argv, "--force"]) == 2
     assert "holds files this tool does not write: notes.txt" in capsys.readouterr().err
+
+
+def test_images_come_upright_and_opaque(tmp_path):
+    """EXIF orientation 6 (the camera turned a quarter clockwise) stores a 200x128 sensor
+    image that shows 128x200; a transparent pixel lands on white."""
+    tall = Image.new("RGB", (200, 128), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    tall.save(tmp_path / "turned.jpg", exif=exif)
+    assert load_image(tmp_path / "turned.jpg", 128, 1000, "here").size == (128, 200)
+    clear = Image.new("RGBA", (130, 130), (0, 0, 255, 255))
+    clear.putpixel((0, 0), (0, 0, 0, 0))
+    clear.save(tmp_path / "clear.png")
+    image = load_image(tmp_path / "clear.png", 128, 1000, "here")
+    assert image.mode == "RGB" and image.getpixel((0, 0)) == (255, 255, 255) and image.getpixel((1, 1)) == (0, 0, 255)
 
 
 # ---------------------------------------------------------------- bad inputs
