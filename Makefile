@@ -6,14 +6,14 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo demo-long clean-demo
+.PHONY: setup test demo demo-long clean-demo serve
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,serve]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -25,6 +25,13 @@ demo: $(STAMP)
 # The pipeline on eight colours, trained ten times longer (about 85 minutes on two CPU cores; shapes right for 43 %).
 demo-long: $(STAMP)
 	$(PY) scripts/demo.py --long
+
+# The demo's generator over HTTP (docs/serving.md): the web page at http://127.0.0.1:8080/.
+SERVE_CFG ?= cfg/eval_shapes.yml
+serve: $(STAMP)
+	@for f in output/demo/AttnGAN/Model/netG_epoch_4.pth output/demo/DAMSM/Model/text_encoder4.pth data/shapes/captions.pickle; do \
+		test -f $$f || { echo "make serve: $$f is missing: run 'make demo' first (it trains the generator served here)" >&2; exit 2; }; done
+	$(VENV)/bin/attngan-serve --cfg $(SERVE_CFG) --gpu -1
 
 clean-demo:
 	rm -rf data/shapes data/shapes-long output/demo output/demo-long

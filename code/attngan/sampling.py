@@ -12,6 +12,8 @@ with TRAIN.FLAG False, and from one's own captions.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import sys
@@ -30,7 +32,6 @@ from .checkpoint import CheckpointError, load_weights
 from .config import ConfigError
 from .data.text import _raw_tokens, load_text_data, tokenize
 from .models import build_generator, build_text_encoder, text_features
-from .runtime import seed_everything
 from .visualize import stage_attention_figure, to_uint8
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,40 @@ class CaptionBatch:
                             np.full(n, self.sorted_indices[row]), [self.words[row]] * n, [self.texts[row]] * n)
 
 
+def caption_words(sentence: str, wordtoix: dict[str, int], where: str) -> tuple[list[str], list[str]]:
+    """(tokens kept, tokens dropped as out of the vocabulary) of ``sentence``, tokenised as
+    the original (``tokenize``). No word kept (empty, non-ASCII only, or all out of the
+    vocabulary) is a ValueError ``"{where}: caption ... has ..."``."""
+    tokens = tokenize(sentence)
+    kept = [t for t in tokens if t in wordtoix]
+    oov = [t for t in tokens if t not in wordtoix]
+    if not kept:
+        if not _raw_tokens(sentence):
+            reason = "has no words"
+        elif not tokens:
+            reason = "has no ASCII word (the vocabulary's words are ASCII)"
+        else:
+            reason = f"has no word in the vocabulary (dropped: {', '.join(oov)})"
+        raise ValueError(f"{where}: caption {sentence!r} {reason}")
+    return kept, oov
+
+
+def batch_of(ids: Sequence[Sequence[int]], words: Sequence[list[str]], texts: Sequence[str],
+             order: np.ndarray | None = None) -> CaptionBatch:
+    """A CaptionBatch of captions given as word ids (with their words and sentences), rows
+    in ``order`` (input indices, longest first), by default ``np.argsort(cap_lens)[::-1]`` as
+    the original."""
+    cap_lens = [len(c) for c in ids]
+    # the default is exactly the original's order (ties included)
+    sorted_indices = np.argsort(cap_lens)[::-1] if order is None else np.asarray(order)
+    cap_array = np.zeros((len(ids), max(cap_lens)), dtype="int64")
+    for row, idx in enumerate(sorted_indices):
+        cap_array[row, : cap_lens[idx]] = ids[idx]
+    return CaptionBatch(torch.from_numpy(cap_array), torch.from_numpy(np.asarray(cap_lens)[sorted_indices]),
+                        sorted_indices.copy(), [words[i] for i in sorted_indices],
+                        [texts[i] for i in sorted_indices])
+
+
 def encode_captions(sentences: Sequence[str], wordtoix: dict[str, int], source: str = "<captions>",
                     line_numbers: Sequence[int] | None = None) -> CaptionBatch:
     """Word ids of ``sentences`` as the original's ``gen_example``: tokens cut to ASCII,
@@ -74,33 +109,15 @@ def encode_captions(sentences: Sequence[str], wordtoix: dict[str, int], source: 
     """
     if not sentences:
         raise ValueError(f"{source}: no caption to encode")
-    ids, words = [], []
+    words = []
     for i, sentence in enumerate(sentences):
         where = f"{source} line {line_numbers[i]}" if line_numbers is not None else f"{source} #{i + 1}"
-        tokens = tokenize(sentence)
-        kept = [t for t in tokens if t in wordtoix]
-        oov = [t for t in tokens if t not in wordtoix]
+        kept, oov = caption_words(sentence, wordtoix, where)
         if oov:
             log.warning("%s: not in the vocabulary, dropped: %s (caption %r)", where, ", ".join(map(repr, oov)),
                         sentence)
-        if not kept:
-            if not _raw_tokens(sentence):
-                reason = "has no words"
-            elif not tokens:
-                reason = "has no ASCII word (the vocabulary's words are ASCII)"
-            else:
-                reason = f"has no word in the vocabulary (dropped: {', '.join(oov)})"
-            raise ValueError(f"{where}: caption {sentence!r} {reason}")
-        ids.append([wordtoix[t] for t in kept])
         words.append(kept)
-    cap_lens = [len(c) for c in ids]
-    sorted_indices = np.argsort(cap_lens)[::-1]  # exactly the original's order (ties included)
-    cap_array = np.zeros((len(ids), max(cap_lens)), dtype="int64")
-    for row, idx in enumerate(sorted_indices):
-        cap_array[row, : cap_lens[idx]] = ids[idx]
-    return CaptionBatch(torch.from_numpy(cap_array), torch.from_numpy(np.asarray(cap_lens)[sorted_indices]),
-                        sorted_indices.copy(), [words[i] for i in sorted_indices],
-                        [sentences[i] for i in sorted_indices])
+    return batch_of([[wordtoix[t] for t in kept] for kept in words], words, list(sentences))
 
 
 @torch.no_grad()
@@ -111,20 +128,61 @@ def _forward(net_g: nn.Module, text_encoder: nn.Module, captions: torch.Tensor, 
     return fake_imgs, attention_maps
 
 
-def generate(net_g: nn.Module, text_encoder: nn.Module, batch: CaptionBatch, z: torch.Tensor
-             ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+@contextlib.contextmanager
+def _given_ca_noise(net_g: nn.Module, eps: torch.Tensor):
+    """G's conditioning c = eps * exp(logvar / 2) + mu with ``eps`` [n,CONDITION_DIM] given
+    instead of drawn: CA_NET.reparametrize's arithmetic, through a forward hook."""
+    def replace(module: nn.Module, inputs, output):
+        _, mu, logvar = output
+        return eps * torch.exp(0.5 * logvar) + mu, mu, logvar
+
+    handle = net_g.ca_net.register_forward_hook(replace)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def generate(net_g: nn.Module, text_encoder: nn.Module, batch: CaptionBatch, z: torch.Tensor,
+             ca_noise: torch.Tensor | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Images of ``batch`` from noise ``z`` [n,Z_DIM] (on the models' device), without gradients.
 
     Returns (images of each stage [n,3,s,s] in [-1,1], s = 64, 128, 256 (G_DCGAN: only the
     last), attention maps of stages 2.. [n,T,s/2,s/2]). The text encoder draws no random
     numbers in eval mode, so drawing ``z`` before this call matches the original's order.
+    ``ca_noise`` [n,CONDITION_DIM]: the conditioning augmentation's noise; None lets CA_NET
+    draw it from torch's global generator, as the original.
     """
-    return _forward(net_g, text_encoder, batch.captions, batch.cap_lens, z)
+    if ca_noise is None:
+        return _forward(net_g, text_encoder, batch.captions, batch.cap_lens, z)
+    with _given_ca_noise(net_g, ca_noise):
+        return _forward(net_g, text_encoder, batch.captions, batch.cap_lens, z)
 
 
-def draw_noise(n: int, cfg: EasyDict, device: torch.device) -> torch.Tensor:
-    """z [n,Z_DIM] ~ N(0,1), drawn as the original (``normal_`` on the device)."""
-    return torch.empty(n, cfg.GAN.Z_DIM, device=device).normal_(0, 1)
+def draw_noise(n: int, cfg: EasyDict, device: torch.device, generator: torch.Generator | None = None
+               ) -> torch.Tensor:
+    """z [n,Z_DIM] ~ N(0,1), drawn as the original (``normal_`` on the device), from
+    ``generator`` (default: torch's global one)."""
+    return torch.empty(n, cfg.GAN.Z_DIM, device=device).normal_(0, 1, generator=generator)
+
+
+def caption_noise(cfg: EasyDict, n_captions: int, n_per_caption: int, seed: int, device: torch.device
+                  ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per caption, (z [n,Z_DIM], CA noise [n,CONDITION_DIM]) with n = ``n_per_caption``,
+    for ``sample_captions`` and the server: the numbers torch's global generator would give
+    after ``seed_everything(seed)`` in the original's order (per caption, per batch of up to
+    TRAIN.BATCH_SIZE copies, z and then CA_NET's ``randn_like``), drawn from a generator of
+    their own so that they depend on nothing else that runs."""
+    generator = torch.Generator(device).manual_seed(seed)
+    noise = []
+    for _ in range(n_captions):
+        z, eps = [], []
+        for start in range(0, n_per_caption, cfg.TRAIN.BATCH_SIZE):
+            n = min(cfg.TRAIN.BATCH_SIZE, n_per_caption - start)
+            z.append(draw_noise(n, cfg, device, generator))
+            eps.append(torch.randn(n, cfg.GAN.CONDITION_DIM, device=device, generator=generator))
+        noise.append((torch.cat(z), torch.cat(eps)))
+    return noise
 
 
 def output_root(net_g: str) -> Path:
@@ -155,13 +213,20 @@ def load_models(cfg: EasyDict, n_words: int, device: torch.device) -> tuple[nn.M
     return net_g.to(device).eval(), text_encoder.to(device).eval()
 
 
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """[H,W,3] uint8 -> the PNG file that sampling writes (PIL's defaults)."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _save_png(pixels: np.ndarray, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)
+    path.write_bytes(png_bytes(pixels))
     return path
 
 
-def _stage_image(fake_imgs: list[torch.Tensor], k: int) -> torch.Tensor:
+def stage_image(fake_imgs: list[torch.Tensor], k: int) -> torch.Tensor:
     """The image that stage ``k``'s attention maps belong to (the original: stage k+1's,
     or the only image of G_DCGAN)."""
     return fake_imgs[k + 1] if len(fake_imgs) > 1 else fake_imgs[0]
@@ -215,7 +280,7 @@ def save_example_batch(save_dir: Path, batch: CaptionBatch, fake_imgs: list[torc
             written.append(_save_png(stage[j], save_dir / f"{name}_g{k}.png"))
         n = int(batch.cap_lens[j])
         for k, maps in enumerate(attention_maps):
-            figure = stage_attention_figure([_stage_image(fake_imgs, k)[j]], batch.words[j], [maps[j, :n]],
+            figure = stage_attention_figure([stage_image(fake_imgs, k)[j]], batch.words[j], [maps[j, :n]],
                                             title=" ".join(batch.words[j]))
             written.append(_save_png(figure, save_dir / f"{name}_a{k}.png"))
     return written
@@ -296,15 +361,17 @@ def sample_captions(cfg: EasyDict, device: torch.device, sentences: Sequence[str
     text = load_text_data(cfg.DATA_DIR, cfg.TEXT.CAPTIONS_PER_IMAGE)
     encoded = encode_captions(list(sentences), text.wordtoix, source="--caption")
     net_g, text_encoder = load_models(cfg, text.n_words, device)
-    seed_everything(seed)
+    noise = caption_noise(cfg, len(sentences), n_per_caption, seed, device)
     out_dir = Path(out_dir)
     row_of = {int(i): row for row, i in enumerate(encoded.sorted_indices)}
     written: list[Path] = []
     for i, sentence in enumerate(sentences):
         row, name = row_of[i], f"{i}_{slug(sentence)}"
+        z, eps = noise[i]
         for start in range(0, n_per_caption, cfg.TRAIN.BATCH_SIZE):
             batch = encoded.repeat(row, min(cfg.TRAIN.BATCH_SIZE, n_per_caption - start))
-            fake_imgs, attention_maps = generate(net_g, text_encoder, batch, draw_noise(len(batch), cfg, device))
+            chunk = slice(start, start + len(batch))
+            fake_imgs, attention_maps = generate(net_g, text_encoder, batch, z[chunk], eps[chunk])
             pixels = [to_uint8(imgs) for imgs in fake_imgs]
             for j in range(len(batch)):
                 stem = f"{name}_{start + j}"
@@ -312,7 +379,7 @@ def sample_captions(cfg: EasyDict, device: torch.device, sentences: Sequence[str
                     written.append(_save_png(stage[j], out_dir / f"{stem}_g{k}.png"))
                 if attention_maps:
                     figure = stage_attention_figure(
-                        [_stage_image(fake_imgs, k)[j] for k in range(len(attention_maps))], batch.words[j],
+                        [stage_image(fake_imgs, k)[j] for k in range(len(attention_maps))], batch.words[j],
                         [maps[j] for maps in attention_maps], title=sentence)
                     written.append(_save_png(figure, out_dir / f"{stem}_attention.png"))
         log.info("caption %d %r: %d images -> %s", i, sentence, n_per_caption, out_dir)

@@ -1,0 +1,29 @@
+"""The server's limits, each an ``attngan-serve`` option (``--max-batch`` for max_batch)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+def _limit(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class Settings:
+    max_batch: int = _limit(32, "most images drawn in one generator call (and in one request)")
+    max_wait_ms: float = _limit(10.0, "how long the first request of a batch waits for others to join it")
+    max_queue: int = _limit(256, "most requests waiting; beyond, 503 with Retry-After")
+    timeout_s: float = _limit(60.0, "a request unanswered after this many seconds gets 504 and is cancelled")
+    max_captions: int = _limit(8, "most captions a request")
+    max_images: int = _limit(8, "most images per caption")
+    max_caption_chars: int = _limit(300, "longest caption, in characters")
+    store_images: int = _limit(2000, "images kept for /images/ URLs (oldest out)")
+    store_mb: float = _limit(256.0, "megabytes of images kept for /images/ URLs (oldest out)")
+    max_body_bytes: int = _limit(65536, "largest request body")
+
+    def check(self) -> None:
+        """Each limit positive (the wait window may be 0); a ValueError names the option."""
+        for name, value in asdict(self).items():
+            if value < 0 or (value == 0 and name != "max_wait_ms"):
+                raise ValueError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'max_wait_ms' else '> 0'}, "
+                                 f"got {value}")
