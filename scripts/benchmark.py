@@ -160,11 +160,10 @@ def damsm_workload(cfg, device, work: Path, name: str, warmup: int, steps: int):
     text = build_text_encoder(cfg, dataset.n_words).to(device).train()
     image = prepare(build_image_encoder(cfg).to(device).train(), cfg, device)
     optimizer = damsm_optimizer(text, image, cfg.TRAIN.ENCODER_LR, adam_options(cfg, device))
-    labels = torch.arange(cfg.TRAIN.BATCH_SIZE, device=device)
 
     def step(batch):
         imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, device)
-        return damsm_train_step(text, image, optimizer, imgs[-1], captions, cap_lens, class_ids, labels,
+        return damsm_train_step(text, image, optimizer, imgs[-1], captions, cap_lens, class_ids,
                                 cfg.TRAIN.SMOOTH, cfg.TRAIN.RNN_GRAD_CLIP)[0]
 
     losses, first_s = first_step(step, next(iter(epoch_loader(dataset, cfg.TRAIN.BATCH_SIZE, 0, 0, 0))), device)

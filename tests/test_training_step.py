@@ -117,8 +117,8 @@ def project_damsm(case):
     text, image = copy.deepcopy(text), copy.deepcopy(image)
     optimizer = damsm_optimizer(text, image, learning_rate(cfg.TRAIN.ENCODER_LR, DAMSM_EPOCH))
     torch.manual_seed(SEED)
-    losses, _ = damsm_train_step(text, image, optimizer, imgs, captions, CAP_LENS, CLASS_IDS, torch.arange(6),
-                                 cfg.TRAIN.SMOOTH, cfg.TRAIN.RNN_GRAD_CLIP)
+    losses, _ = damsm_train_step(text, image, optimizer, imgs, captions, CAP_LENS, CLASS_IDS, cfg.TRAIN.SMOOTH,
+                                 cfg.TRAIN.RNN_GRAD_CLIP)
     assert all(v.dtype == torch.float64 for v in losses.values())
     by_name = {"text": optimizer, "image": optimizer}
     return snapshot({"text": text, "image": image}, by_name)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import shlex
 import sys
 from pathlib import Path
 
+from . import distributed
 from .config import apply_overrides, load_config, record_config
 from .errors import USER_ERRORS, report  # noqa: F401 (cli.USER_ERRORS and cli.report stay importable)
 from .runtime import run_dir, seed_everything, select_device
@@ -30,8 +32,10 @@ def base_parser(description: str, default_cfg: str) -> argparse.ArgumentParser:
 
 
 def setup(args: argparse.Namespace):
-    """Config, device and seed from the parsed arguments, as the original's __main__."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Config, device and seed from the parsed arguments, as the original's __main__.
+    Under torchrun this process joins the group (distributed.current() says its place):
+    LOCAL_RANK picks its CUDA device (with CUDA; --gpu -1 runs every process on the
+    CPU, with gloo), every process takes rank 0's seed, and only rank 0 logs at INFO."""
     cfg = load_config(args.cfg_file)
     apply_overrides(cfg, args.overrides)
     if args.gpu_id is not None:
@@ -39,14 +43,29 @@ def setup(args: argparse.Namespace):
         cfg.CUDA = args.gpu_id != -1
     if args.data_dir:
         cfg.DATA_DIR = args.data_dir
+    if distributed.launched_by_torchrun() and cfg.CUDA:
+        cfg.GPU_ID = int(os.environ["LOCAL_RANK"])
     device = select_device(cfg.GPU_ID if cfg.CUDA else -1)
+    world = distributed.init(cuda=device.type == "cuda")
+    logging.basicConfig(level=logging.INFO if world.is_main else logging.WARNING,
+                        format=f"%(asctime)s %(levelname)s{f' rank {world.rank}' if world.parallel else ''} "
+                               "%(name)s: %(message)s")
     set_tf32(cfg.RUN.TF32)
     seed = args.manualSeed
     if seed is None:
         seed = 100 if not cfg.TRAIN.FLAG else random.randint(1, 10000)
+    seed = distributed.broadcast(seed, world)
     seed_everything(seed)
-    logging.getLogger("attngan").info("seed %d, device %s, config %s", seed, device, args.cfg_file)
+    logging.getLogger("attngan").info("seed %d, device %s, config %s%s", seed, device, args.cfg_file,
+                                      f", {world.size} processes" if world.parallel else "")
     return cfg, device, seed
+
+
+def shared_run_dir(cfg, output_dir: str | None) -> Path:
+    """The run folder (runtime.run_dir): made by rank 0, its path shared with every process."""
+    world = distributed.current()
+    path = run_dir(cfg, output_dir) if world.is_main else None
+    return Path(distributed.broadcast(str(path) if path else None, world))
 
 
 def record_run(cfg, out: Path, seed: int, script: str, argv: list[str] | None) -> None:
@@ -63,12 +82,17 @@ def pretrain_damsm_main(argv: list[str] | None = None) -> int:
     args = base_parser("Pretrain the DAMSM text and image encoders.", "cfg/DAMSM/bird.yml").parse_args(argv)
     try:
         cfg, device, seed = setup(args)
-        out = run_dir(cfg, args.output_dir)
-        record_run(cfg, out, seed, "pretrain_DAMSM.py", argv)
-        metrics = train_damsm(cfg, device, out, seed)
+        world = distributed.current()
+        out = shared_run_dir(cfg, args.output_dir)
+        if world.is_main:
+            record_run(cfg, out, seed, "pretrain_DAMSM.py", argv)
+        metrics = train_damsm(cfg, device, out, seed, world)
     except USER_ERRORS as err:
         return report(err)
-    print(json.dumps({"output_dir": str(out), **{k: round(float(v), 4) for k, v in metrics.items()}}))
+    finally:
+        distributed.shutdown()
+    if world.is_main:
+        print(json.dumps({"output_dir": str(out), **{k: round(float(v), 4) for k, v in metrics.items()}}))
     return 0
 
 
@@ -97,10 +121,15 @@ def main(argv: list[str] | None = None) -> int:
         output_dir = args.output_dir
         if cfg.RUN.RESUME and output_dir is None:
             output_dir = str(Path(cfg.RUN.RESUME).resolve().parent.parent)
-        out = run_dir(cfg, output_dir)
-        record_run(cfg, out, seed, "main.py", argv)
-        last = train_gan(cfg, device, out, seed)
+        world = distributed.current()
+        out = shared_run_dir(cfg, output_dir)
+        if world.is_main:
+            record_run(cfg, out, seed, "main.py", argv)
+        last = train_gan(cfg, device, out, seed, world=world)
     except USER_ERRORS as err:
         return report(err)
-    print(json.dumps({"output_dir": str(out), "checkpoint": str(last)}))
+    finally:
+        distributed.shutdown()
+    if world.is_main:
+        print(json.dumps({"output_dir": str(out), "checkpoint": str(last)}))
     return 0

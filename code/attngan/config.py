@@ -138,6 +138,11 @@ _DEFAULTS: dict[str, Any] = {
         # mapped; rebuilt when the images change), in CACHE_DIR ('' = DATA_DIR/cache).
         "IMAGE_CACHE": True,
         "CACHE_DIR": "",
+        # Under torchrun (README "Many GPUs"): TRAIN.BATCH_SIZE is the global batch, split
+        # across the processes, unless BATCH_PER_PROCESS makes it each process's batch;
+        # BatchNorm over the global batch (SyncBatchNorm) on CUDA with SYNC_BN.
+        "BATCH_PER_PROCESS": False,
+        "SYNC_BN": True,
     },
 }
 

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 
@@ -116,21 +117,26 @@ def _bce(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy(probs, target.to(probs.dtype))
 
 
-def discriminator_loss(netD, real_imgs: torch.Tensor, fake_imgs: torch.Tensor, conditions: torch.Tensor) -> dict:
+def discriminator_loss(netD, real_imgs: torch.Tensor, fake_imgs: torch.Tensor, conditions: torch.Tensor,
+                       wrong_conditions: torch.Tensor | None = None, wrong_weight: float = 1.0) -> dict:
     """One stage's D loss (binary cross-entropy on sigmoid outputs), as the original.
 
     conditions: the sentence embeddings [B,nef]. The wrong pairs are real images
-    0..B-2 with sentences 1..B-1. Returns the terms and ``errD``.
+    0..B-2 with sentences 1..B-1 (or images 0..n-1 with ``wrong_conditions`` [n,nef], their
+    mean times ``wrong_weight``: a process's share of the global batch's pairs). Returns
+    the terms and ``errD``.
     """
     real_features = netD(real_imgs)
     fake_features = netD(fake_imgs.detach())
     batch = real_features.size(0)
     ones, zeros = real_features.new_ones(batch), real_features.new_zeros(batch)
+    if wrong_conditions is None:
+        wrong_conditions = conditions[1:batch]
+    n = wrong_conditions.size(0)
     terms = {
         "cond_real": _bce(netD.COND_DNET(real_features, conditions), ones),
         "cond_fake": _bce(netD.COND_DNET(fake_features, conditions), zeros),
-        "cond_wrong": _bce(netD.COND_DNET(real_features[: batch - 1], conditions[1:batch]),
-                                             zeros[1:batch]),
+        "cond_wrong": _bce(netD.COND_DNET(real_features[:n], wrong_conditions), zeros[:n]) * wrong_weight,
     }
     if netD.UNCOND_DNET is not None:
         terms["uncond_real"] = _bce(netD.UNCOND_DNET(real_features), ones)
@@ -142,15 +148,59 @@ def discriminator_loss(netD, real_imgs: torch.Tensor, fake_imgs: torch.Tensor, c
     return terms
 
 
+def damsm_losses(region_features: torch.Tensor, cnn_code: torch.Tensor, words_emb: torch.Tensor,
+                 sent_emb: torch.Tensor, cap_lens, class_ids, gamma1: float, gamma2: float, gamma3: float,
+                 gather=None, attention: bool = False):
+    """The four DAMSM losses of a length-sorted batch: image features [B,D,h,w] and [B,D],
+    caption features [B,D,T] and [B,D]. ``gather`` (distributed.Gather) first concatenates
+    every process's rows, so that each computes the global batch's losses; the pairs are
+    the diagonal (labels 0..B-1). -> ({w_loss0, w_loss1, s_loss0, s_loss1}, attention maps
+    as words_loss's (of the gathered batch), [B_img,B_cap] sentence scores, detached)."""
+    if gather is not None:
+        region_features, cnn_code = gather.rows(region_features), gather.rows(cnn_code)
+        words_emb, sent_emb = gather.words(words_emb), gather.rows(sent_emb)
+        cap_lens, class_ids = gather.host(cap_lens), gather.host(class_ids)
+    labels = torch.arange(cnn_code.size(0), device=cnn_code.device)
+    w0, w1, attn_maps = words_loss(region_features, words_emb, labels, cap_lens, class_ids, gamma1=gamma1,
+                                   gamma2=gamma2, gamma3=gamma3, attention=attention)
+    s0, s1 = sent_loss(cnn_code, sent_emb, labels, class_ids, gamma3=gamma3)
+    losses = {"w_loss0": w0, "w_loss1": w1, "s_loss0": s0, "s_loss1": s1}
+    return losses, attn_maps, sentence_scores(cnn_code.detach(), sent_emb.detach(), gamma3)
+
+
+class DiscriminatorLoss(nn.Module):
+    """``discriminator_loss`` of one D as a module: DistributedDataParallel then sees the D
+    update as one forward (its loss reads D's sub-networks directly).
+
+    With ``gather`` (distributed.Gather; this process holds rows r*b..r*b+b-1 of the
+    length-sorted global batch) the wrong pairs are the global batch's: image i with the
+    sentence of row i+1, the last one's from the next process; their mean over the B-1
+    pairs is shared out, each process's part times the world size (DDP averages)."""
+
+    def __init__(self, net_d: nn.Module, gather=None):
+        super().__init__()
+        self.net_d, self.gather = net_d, gather
+
+    def forward(self, real_imgs: torch.Tensor, fake_imgs: torch.Tensor, conditions: torch.Tensor) -> dict:
+        if self.gather is None:
+            return discriminator_loss(self.net_d, real_imgs, fake_imgs, conditions)
+        everyone = self.gather.rows(conditions.detach())
+        batch, world = conditions.size(0), self.gather.world
+        first = world.rank * batch
+        wrong = everyone[first + 1:first + batch + 1]
+        weight = wrong.size(0) * world.size / (everyone.size(0) - 1)
+        return discriminator_loss(self.net_d, real_imgs, fake_imgs, conditions, wrong, weight)
+
+
 def generator_loss(netsD, image_encoder, fake_imgs, words_embs, sent_emb, cap_lens, class_ids,
-                   gamma1: float, gamma2: float, gamma3: float, lam: float) -> dict:
+                   gamma1: float, gamma2: float, gamma3: float, lam: float, gather=None) -> dict:
     """The G loss without KL, as the original: for each stage i, BCE of D_i's
     unconditional and conditional outputs on fake_imgs[i] against 1, plus on the last
     stage LAMBDA * (w_loss0 + w_loss1) + LAMBDA * (s_loss0 + s_loss1) through the frozen
-    image encoder. Returns the terms (per stage ``uncond{i}``/``cond{i}``) and ``errG``."""
+    image encoder (over the global batch with ``gather``). Returns the terms (per stage
+    ``uncond{i}``/``cond{i}``) and ``errG``."""
     batch = sent_emb.size(0)
     ones = sent_emb.new_ones(batch)
-    labels = torch.arange(batch, device=sent_emb.device)
     terms, total = {}, 0.0
     for i, netD in enumerate(netsD):
         features = netD(fake_imgs[i])
@@ -161,11 +211,10 @@ def generator_loss(netsD, image_encoder, fake_imgs, words_embs, sent_emb, cap_le
             stage = terms[f"uncond{i}"] + stage
         total = total + stage  # summed in the original's order, so that errG is its number to the bit
     region_features, cnn_code = image_encoder(fake_imgs[len(netsD) - 1])
-    w0, w1, _ = words_loss(region_features, words_embs, labels, cap_lens, class_ids,
-                           gamma1=gamma1, gamma2=gamma2, gamma3=gamma3, attention=False)
-    s0, s1 = sent_loss(cnn_code, sent_emb, labels, class_ids, gamma3=gamma3)
-    terms["w_loss"] = (w0 + w1) * lam
-    terms["s_loss"] = (s0 + s1) * lam
+    damsm, _, _ = damsm_losses(region_features, cnn_code, words_embs, sent_emb, cap_lens, class_ids,
+                               gamma1, gamma2, gamma3, gather)
+    terms["w_loss"] = (damsm["w_loss0"] + damsm["w_loss1"]) * lam
+    terms["s_loss"] = (damsm["s_loss0"] + damsm["s_loss1"]) * lam
     terms["errG"] = total + (terms["w_loss"] + terms["s_loss"])
     return terms
 

@@ -171,11 +171,17 @@ class TextDataset(Dataset):
         else:
             imgs = get_imgs(self.image_path(key), self.imsizes, self._bbox(key), self.transform,
                             self.normalize, self.single_image)
+        caption, cap_len = self.caption(index)
+        return imgs, torch.from_numpy(caption), cap_len, int(self.class_id[index]), key
+
+    def caption(self, index: int) -> tuple[np.ndarray, int]:
+        """Item ``index``'s caption (padded or sampled to WORDS_NUM) and its length, drawn
+        with the global ``np.random`` only (the images draw from torch's generator), so the
+        same seed gives it with or without the images (data/loader.py shards by it)."""
         # The original's `random.randint(0, CAPTIONS_PER_IMAGE)` is numpy's (it imports
         # numpy.random as random): high exclusive, so always one of this image's captions.
         sent_ix = index * self.captions_per_image + np.random.randint(0, self.captions_per_image)
-        caption, cap_len = pad_or_sample(self.captions[sent_ix], self.words_num)
-        return imgs, torch.from_numpy(caption), cap_len, int(self.class_id[index]), key
+        return pad_or_sample(self.captions[sent_ix], self.words_num)
 
 
 def _check_layout(data_dir: Path, split: str, birds: bool) -> None:

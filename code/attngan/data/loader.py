@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import signal
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -31,6 +31,14 @@ class SeededItems(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]):
+        return self._seeded(key, self.dataset.__getitem__)
+
+    def caption_length(self, key: tuple[int, int]) -> int:
+        """The length of item ``key``'s caption, without loading its images."""
+        return self._seeded(key, self.dataset.caption)[1]
+
+    @staticmethod
+    def _seeded(key: tuple[int, int], get):
         seed, index = key
         py_state, np_state = random.getstate(), np.random.get_state()
         with torch.random.fork_rng(devices=[]):
@@ -38,7 +46,7 @@ class SeededItems(Dataset):
             np.random.seed(seed % 2**32)
             torch.manual_seed(seed)
             try:
-                return self.dataset[index]
+                return get(index)
             finally:
                 random.setstate(py_state)
                 np.random.set_state(np_state)
@@ -46,10 +54,16 @@ class SeededItems(Dataset):
 
 class EpochBatches(Sampler):
     """Shuffled batches of one epoch, the last incomplete one dropped (as the original),
-    starting at batch ``start``; each element is an ``(item seed, index)`` key."""
+    starting at batch ``start``; each element is an ``(item seed, index)`` key. With
+    ``processes`` > 1 each batch is the global one, sorted by caption length (``lengths``
+    of a key; stable, descending, as prepare_data sorts a batch), and this process
+    (``rank``) gets its contiguous share: together the processes hold the rows one process
+    would, in the same order."""
 
-    def __init__(self, size: int, batch_size: int, seed: int, epoch: int = 0, start: int = 0, shuffle: bool = True):
+    def __init__(self, size: int, batch_size: int, seed: int, epoch: int = 0, start: int = 0, shuffle: bool = True,
+                 rank: int = 0, processes: int = 1, lengths: Callable[[tuple[int, int]], int] | None = None):
         self.size, self.batch_size, self.seed, self.epoch, self.start, self.shuffle = size, batch_size, seed, epoch, start, shuffle
+        self.rank, self.processes, self.lengths = rank, processes, lengths
 
     def __len__(self) -> int:
         return self.size // self.batch_size - self.start
@@ -61,7 +75,11 @@ class EpochBatches(Sampler):
             order = torch.arange(self.size)
         for b in range(self.start, self.size // self.batch_size):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size].tolist()
-            yield [(item_seed(self.seed, self.epoch, i), i) for i in idx]
+            keys = [(item_seed(self.seed, self.epoch, i), i) for i in idx]
+            if self.processes > 1:
+                share = self.batch_size // self.processes
+                keys = sorted(keys, key=lambda k: -self.lengths(k))[self.rank * share:(self.rank + 1) * share]
+            yield keys
 
 
 def ignore_stop_signals(_worker_id: int) -> None:
@@ -73,15 +91,17 @@ def ignore_stop_signals(_worker_id: int) -> None:
 
 
 def epoch_loader(dataset: Dataset, batch_size: int, workers: int, seed: int, epoch: int, start: int = 0,
-                 shuffle: bool = True, pin_memory: bool = False) -> DataLoader:
-    """The DataLoader of one epoch (from batch ``start``). ``pin_memory`` (for a CUDA run):
-    batches in page-locked memory, whose copies to the GPU overlap with its work."""
+                 shuffle: bool = True, pin_memory: bool = False, rank: int = 0, processes: int = 1) -> DataLoader:
+    """The DataLoader of one epoch (from batch ``start``) of global batches of ``batch_size``,
+    of which this process (``rank`` of ``processes``) reads its share. ``pin_memory`` (for
+    a CUDA run): batches in page-locked memory, whose copies to the GPU overlap with its work."""
     if len(dataset) < batch_size:
         raise ValueError(f"the dataset has {len(dataset)} items, fewer than TRAIN.BATCH_SIZE {batch_size} "
                          "(batches drop the last incomplete one, so nothing would be trained)")
-    sampler = EpochBatches(len(dataset), batch_size, seed, epoch, start, shuffle)
+    items = SeededItems(dataset)
+    sampler = EpochBatches(len(dataset), batch_size, seed, epoch, start, shuffle, rank, processes, items.caption_length)
     # Its own generator: creating the iterator draws a base seed, which must not move the
     # global generator that the training step draws noise from.
     generator = torch.Generator().manual_seed(item_seed(seed, epoch, -2))
-    return DataLoader(SeededItems(dataset), batch_sampler=sampler, num_workers=workers, generator=generator,
+    return DataLoader(items, batch_sampler=sampler, num_workers=workers, generator=generator,
                       worker_init_fn=ignore_stop_signals, pin_memory=pin_memory)

@@ -12,6 +12,7 @@ from easydict import EasyDict
 
 from ..data.datasets import TextDataset
 from ..data.text import pad_or_sample
+from ..distributed import SINGLE, World, gather_to_main
 from ..models import text_features
 from ..sampling import draw_noise, encode_captions
 from ..visualize import quantise
@@ -91,18 +92,58 @@ def encode(texts: list[str], text_encoder: nn.Module, wordtoix: dict[str, int], 
     return batch, words_embs, sent_emb, mask
 
 
+def _generate(net_g: nn.Module, text_encoder: nn.Module, captions: EvalCaptions, wordtoix: dict[str, int],
+              cfg: EasyDict, device: torch.device, start: int, stop: int) -> Batch:
+    rows = sample_rows(start, stop, len(captions))
+    texts = [captions.texts[r] for r in rows]
+    encoded, words_embs, sent_emb, mask = encode(texts, text_encoder, wordtoix, device, "test captions")
+    z = draw_noise(len(rows), cfg, device)
+    fake_imgs, attention, _, _ = net_g(z[torch.as_tensor(encoded.sorted_indices, device=device)], sent_emb,
+                                       words_embs, mask)
+    back = torch.as_tensor(inverse(encoded.sorted_indices), device=device)
+    return Batch(start, quantise(fake_imgs[-1])[back], sent_emb[back], captions.classes[rows], texts,
+                 [encoded.words[j] for j in back.tolist()], [img[back] for img in fake_imgs],
+                 [maps[back] for maps in attention])
+
+
+def _skip(cfg: EasyDict, device: torch.device, n: int) -> None:
+    """Advance torch's generator past another process's batch of ``n``: its z, then
+    CA_NET's eps, as _generate draws them."""
+    draw_noise(n, cfg, device)
+    torch.randn(n, cfg.GAN.CONDITION_DIM, device=device)
+
+
+def _moved(batch: Batch, device: torch.device | str, details: bool = True) -> Batch:
+    """``batch`` on ``device``; every stage's images and the attention maps only with
+    ``details`` (what is sent to rank 0 keeps them for the showcase's samples only)."""
+    return Batch(batch.start, batch.images.to(device), batch.sentences.to(device), batch.classes, batch.texts,
+                 batch.words, [s.to(device) for s in batch.stages] if details else [],
+                 [a.to(device) for a in batch.attention] if details else [])
+
+
 def generated_batches(net_g: nn.Module, text_encoder: nn.Module, captions: EvalCaptions, wordtoix: dict[str, int],
-                      cfg: EasyDict, device: torch.device, num_samples: int, batch_size: int) -> Iterator[Batch]:
+                      cfg: EasyDict, device: torch.device, num_samples: int, batch_size: int,
+                      world: World = SINGLE, details=lambda start, stop: True) -> Iterator[Batch]:
     """The paper's protocol: sample i is drawn from test caption ``i mod len(captions)``
-    with z ~ N(0,1) drawn per batch in sample order; images of G's last stage."""
-    for start in range(0, num_samples, batch_size):
-        rows = sample_rows(start, min(start + batch_size, num_samples), len(captions))
-        texts = [captions.texts[r] for r in rows]
-        encoded, words_embs, sent_emb, mask = encode(texts, text_encoder, wordtoix, device, "test captions")
-        z = draw_noise(len(rows), cfg, device)
-        fake_imgs, attention, _, _ = net_g(z[torch.as_tensor(encoded.sorted_indices, device=device)], sent_emb,
-                                           words_embs, mask)
-        back = torch.as_tensor(inverse(encoded.sorted_indices), device=device)
-        yield Batch(start, quantise(fake_imgs[-1])[back], sent_emb[back], captions.classes[rows], texts,
-                    [encoded.words[j] for j in back.tolist()], [img[back] for img in fake_imgs],
-                    [maps[back] for maps in attention])
+    with z ~ N(0,1) drawn per batch in sample order; images of G's last stage.
+
+    Under torchrun the batches are dealt round-robin; each process advances its generator
+    past the others' batches, so every batch gets the noise one process gives it, and rank
+    0 yields them all, in order (with stages and attention where ``details(start, stop)``);
+    the other processes yield nothing."""
+    starts = range(0, num_samples, batch_size)
+    for first in range(0, len(starts), world.size):
+        mine = None
+        for k, start in enumerate(starts[first:first + world.size]):
+            stop = min(start + batch_size, num_samples)
+            if k == world.rank:
+                mine = _generate(net_g, text_encoder, captions, wordtoix, cfg, device, start, stop)
+            else:
+                _skip(cfg, device, stop - start)
+        if not world.parallel:
+            yield mine
+            continue
+        sent = None if mine is None else _moved(mine, "cpu", details(mine.start, mine.start + len(mine.texts)))
+        for batch in gather_to_main(sent, world):
+            if batch is not None:
+                yield _moved(batch, device)

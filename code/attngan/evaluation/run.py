@@ -17,6 +17,7 @@ from easydict import EasyDict
 
 from ..cli import USER_ERRORS, base_parser, report, setup
 from ..data.datasets import build_dataset
+from ..distributed import SINGLE, World, broadcast, current, shutdown
 from ..runtime import eval_mode, forked_rng
 from ..training.damsm import image_encoder_path
 from .captions import generated_batches, load_eval_captions
@@ -25,7 +26,7 @@ from ..metrics.localisation import load_objects
 from ..metrics.object_match import ObjectJudge, ObjectTally
 from .folder import MANIFEST, folder_batches, read_manifest
 from .networks import load_networks
-from .report import report_markdown, scalars
+from .report import Showcase, report_markdown, scalars
 from .scoring import image_quality, scores, stream_batches
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def evaluate(cfg: EasyDict, device: torch.device, metrics: Iterable[str], out_di
              net_g: nn.Module | None = None, text_encoder: nn.Module | None = None,
              image_encoder: nn.Module | None = None, num_samples: int | None = None, batch_size: int | None = None,
              seed: int | None = None, image_dir: str | Path | None = None, save_images: bool = False,
-             feature_extractor: nn.Module | None = None) -> dict[str, Any]:
+             feature_extractor: nn.Module | None = None, world: World = SINGLE) -> dict[str, Any]:
     """Score a generator (or, with ``image_dir`` / EVAL.IMAGE_DIR, a folder of images with
     its ``captions.jsonl``) on ``metrics`` (names in METRICS); writes ``metrics.json``,
     ``report.md``, ``samples.png`` and attention figures (and, with ``save_images``,
@@ -60,7 +61,9 @@ def evaluate(cfg: EasyDict, device: torch.device, metrics: Iterable[str], out_di
     num_samples, batch_size and seed default to EVAL.NUM_SAMPLES, EVAL.BATCH_SIZE and
     EVAL.SEED; a folder is scored whole. The numbers depend on the seed, the batch size
     and the device only; torch's random state is restored afterwards.
-    ``feature_extractor`` replaces the Inception network of IS/FID (tests).
+    ``feature_extractor`` replaces the Inception network of IS/FID (tests). Under torchrun
+    (every process calls it) the generation is split across the processes and rank 0
+    scores and writes; every process returns the same summary, equal to one process's.
     """
     began = time.perf_counter()
     metrics = parse_metrics(metrics)
@@ -83,22 +86,32 @@ def evaluate(cfg: EasyDict, device: torch.device, metrics: Iterable[str], out_di
         raise ValueError(f"{num_samples} images for {cfg.EVAL.SPLITS} splits (EVAL.SPLITS): R-precision and the "
                          "Inception score need at least one image a split")
     with forked_rng(device), torch.no_grad():
-        quality = image_quality(metrics, cfg, device, feature_extractor) if metrics & {"is", "fid"} else None
         dataset = build_dataset(cfg, "test")
         captions = load_eval_captions(dataset, seed)
+        nets = load_networks(cfg, dataset.n_words, device, metrics, entries is None, net_g, text_encoder, image_encoder)
+        if not world.is_main:
+            if entries is None:  # this process's share of the generation, sent to rank 0
+                with eval_mode(nets.net_g, nets.text_encoder):
+                    torch.manual_seed(seed)
+                    for _ in generated_batches(nets.net_g, nets.text_encoder, captions, dataset.wordtoix, cfg,
+                                               device, num_samples, batch_size, world):
+                        pass
+            return broadcast(None, world)
+        quality = image_quality(metrics, cfg, device, feature_extractor) if metrics & {"is", "fid"} else None
         objects = (ObjectTally(ObjectJudge(load_objects(cfg.DATA_DIR)), captions.keys, captions.texts,
                                captions.captions_per_image) if "obj" in metrics else None)
-        nets = load_networks(cfg, dataset.n_words, device, metrics, entries is None, net_g, text_encoder, image_encoder)
+        num_captions = len(captions) if entries is None else num_samples
         with eval_mode(nets.net_g, nets.text_encoder, nets.image_encoder):
             torch.manual_seed(seed)  # z and CA_NET's noise
             if entries is not None:
                 batches = folder_batches(entries, Path(image_dir) / MANIFEST, nets.text_encoder, dataset.wordtoix,
                                          device, batch_size)
             else:
+                figures = Showcase(num_samples, num_captions).figure_at
                 batches = generated_batches(nets.net_g, nets.text_encoder, captions, dataset.wordtoix, cfg, device,
-                                            num_samples, batch_size)
-            stream = stream_batches(batches, num_samples, len(captions) if entries is None else num_samples,
-                                    metrics, nets.image_encoder, quality,
+                                            num_samples, batch_size, world,
+                                            details=lambda start, stop: not figures.isdisjoint(range(start, stop)))
+            stream = stream_batches(batches, num_samples, num_captions, metrics, nets.image_encoder, quality,
                                     out_dir / "images" if save_images else None, captions if entries is None else None,
                                     objects)
             result, timings = scores(stream, metrics, quality, nets, dataset, captions, cfg, device, batch_size,
@@ -114,7 +127,7 @@ def evaluate(cfg: EasyDict, device: torch.device, metrics: Iterable[str], out_di
     write_atomic(out_dir / "metrics.json", (json.dumps(summary, indent=1) + "\n").encode("utf-8"))
     write_atomic(out_dir / "report.md", report_markdown(summary).encode("utf-8"))
     log.info("evaluation written to %s (metrics.json, report.md)", out_dir)
-    return summary
+    return broadcast(summary, world)
 
 
 def _without_nan(value: Any) -> Any:
@@ -186,13 +199,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.metrics is not None:
             parse_metrics(args.metrics)  # before anything loads
         cfg, device, _ = setup(args)
+        world = current()
         image_dir = args.image_dir or cfg.EVAL.IMAGE_DIR or None
         out_dir = Path(args.output_dir) if args.output_dir else default_out_dir(cfg, image_dir)
+        out_dir = Path(broadcast(str(out_dir), world))  # rank 0's time stamp
         summary = evaluate(cfg, device, args.metrics or cfg.EVAL.METRICS, out_dir, num_samples=args.num_samples,
                            batch_size=args.batch_size, seed=args.manualSeed, image_dir=image_dir,
-                           save_images=args.save_images)
+                           save_images=args.save_images, world=world)
     except USER_ERRORS as err:
         return report(err)
+    finally:
+        shutdown()
+    if not world.is_main:
+        return 0
     print(json.dumps({"output_dir": str(out_dir), "report": str(out_dir / "report.md"),
                       **{k.split("/", 1)[1]: round(v, 4) for k, v in scalars(summary).items()}}))
     return 0

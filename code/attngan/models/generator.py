@@ -28,13 +28,16 @@ class CA_NET(nn.Module):
         x = self.relu(self.fc(text_embedding))
         return x[:, : self.c_dim], x[:, self.c_dim :]
 
-    def reparametrize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    def reparametrize(self, mu: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         std = torch.exp(0.5 * logvar)
-        return torch.randn_like(std) * std + mu
+        return (torch.randn_like(std) if noise is None else noise) * std + mu
 
-    def forward(self, text_embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, text_embedding: torch.Tensor, noise: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``noise``: eps [B,c_dim] drawn by the caller (the training step draws it for each
+        row of the global batch), else drawn here."""
         mu, logvar = self.encode(text_embedding)
-        return self.reparametrize(mu, logvar), mu, logvar
+        return self.reparametrize(mu, logvar, noise), mu, logvar
 
 
 class INIT_STAGE_G(nn.Module):
@@ -109,9 +112,9 @@ class _StagedGenerator(nn.Module):
             if image_per_stage:
                 setattr(self, f"img_net{i}", GET_IMAGE_G(gf_dim))
 
-    def hidden_stages(self, z_code, sent_emb, word_embs, mask):
+    def hidden_stages(self, z_code, sent_emb, word_embs, mask, ca_noise=None):
         """-> (hidden code of each stage, attention maps of stages 2.., mu, logvar)."""
-        c_code, mu, logvar = self.ca_net(sent_emb)
+        c_code, mu, logvar = self.ca_net(sent_emb, ca_noise)
         codes = [self.h_net1(z_code, c_code)]
         att_maps = []
         for i in range(2, self.branch_num + 1):
@@ -128,8 +131,8 @@ class G_NET(_StagedGenerator):
     def __init__(self, gf_dim=32, emb_dim=256, condition_dim=100, z_dim=100, r_num=2, branch_num=3, exact_mask=False):
         super().__init__(gf_dim, emb_dim, condition_dim, z_dim, r_num, branch_num, exact_mask, image_per_stage=True)
 
-    def forward(self, z_code, sent_emb, word_embs, mask):
-        codes, att_maps, mu, logvar = self.hidden_stages(z_code, sent_emb, word_embs, mask)
+    def forward(self, z_code, sent_emb, word_embs, mask, ca_noise=None):
+        codes, att_maps, mu, logvar = self.hidden_stages(z_code, sent_emb, word_embs, mask, ca_noise)
         fake_imgs = [getattr(self, f"img_net{i + 1}")(h) for i, h in enumerate(codes)]
         return fake_imgs, att_maps, mu, logvar
 
@@ -141,6 +144,6 @@ class G_DCGAN(_StagedGenerator):
         super().__init__(gf_dim, emb_dim, condition_dim, z_dim, r_num, branch_num, exact_mask, image_per_stage=False)
         self.img_net = GET_IMAGE_G(gf_dim)
 
-    def forward(self, z_code, sent_emb, word_embs, mask):
-        codes, att_maps, mu, logvar = self.hidden_stages(z_code, sent_emb, word_embs, mask)
+    def forward(self, z_code, sent_emb, word_embs, mask, ca_noise=None):
+        codes, att_maps, mu, logvar = self.hidden_stages(z_code, sent_emb, word_embs, mask, ca_noise)
         return [self.img_net(codes[-1])], att_maps, mu, logvar

@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 from ..checkpoint import load_weights, save_weights
 from ..data.datasets import build_dataset, prepare_data
-from ..data.loader import epoch_loader
-from ..losses import retrieval_top1, sent_loss, sentence_scores, words_loss
+from ..data.loader import epoch_loader, item_seed
+from ..distributed import SINGLE, Gather, World, data_parallel, local_batch, unwrap
+from ..losses import damsm_losses, retrieval_top1
 from ..metrics.localisation import load_objects
 from ..metrics.word_swap import word_swap_accuracy
 from ..models import build_image_encoder, build_text_encoder
@@ -42,6 +43,15 @@ class DamsmEncoders:
     text: torch.nn.Module
     image: torch.nn.Module
     start_epoch: int
+
+
+@dataclass
+class DamsmStep:
+    """The encoders as the step runs them (DistributedDataParallel under torchrun) and the
+    gathering of the contrastive losses' rows."""
+    text: torch.nn.Module
+    image: torch.nn.Module
+    gather: Gather | None = None
 
 
 def image_encoder_path(net_e: str | Path) -> Path:
@@ -89,29 +99,26 @@ def damsm_optimizer(text_encoder: torch.nn.Module, image_encoder: torch.nn.Modul
     return OriginalAdam(params, lr=lr, **(options or {}))
 
 
-def damsm_forward(text_encoder, image_encoder, imgs, captions, cap_lens, class_ids, labels, smooth,
-                  attention: bool = False):
-    """Both encoders on a length-sorted batch (images [B,3,H,W]) and the four DAMSM losses:
-    -> (losses dict, each caption's attention on its image (None unless ``attention``),
-    [B_img,B_cap] sentence scores)."""
+def damsm_forward(text_encoder, image_encoder, imgs, captions, cap_lens, class_ids, smooth,
+                  attention: bool = False, gather: Gather | None = None):
+    """Both encoders on a length-sorted batch (images [B,3,H,W]) and the four DAMSM losses
+    (of the global batch with ``gather``): -> (losses dict, each caption's attention on its
+    image (None unless ``attention``), [B_img,B_cap] sentence scores)."""
     words_features, sent_code = image_encoder(imgs)
-    words_emb, sent_emb = text_encoder(captions, cap_lens, text_encoder.init_hidden(captions.size(0)))
-    w0, w1, attn_maps = words_loss(words_features, words_emb, labels, cap_lens, class_ids, gamma1=smooth.GAMMA1,
-                                   gamma2=smooth.GAMMA2, gamma3=smooth.GAMMA3, attention=attention)
-    s0, s1 = sent_loss(sent_code, sent_emb, labels, class_ids, gamma3=smooth.GAMMA3)
-    losses = {"w_loss0": w0, "w_loss1": w1, "s_loss0": s0, "s_loss1": s1}
-    return losses, attn_maps, sentence_scores(sent_code.detach(), sent_emb.detach())
+    words_emb, sent_emb = text_encoder(captions, cap_lens, unwrap(text_encoder).init_hidden(captions.size(0)))
+    return damsm_losses(words_features, sent_code, words_emb, sent_emb, cap_lens, class_ids, smooth.GAMMA1,
+                        smooth.GAMMA2, smooth.GAMMA3, gather, attention)
 
 
-def damsm_train_step(text_encoder, image_encoder, optimizer, imgs, captions, cap_lens, class_ids, labels, smooth,
-                     grad_clip: float, attention: bool = False):
+def damsm_train_step(text_encoder, image_encoder, optimizer, imgs, captions, cap_lens, class_ids, smooth,
+                     grad_clip: float, attention: bool = False, gather: Gather | None = None):
     """One pretraining step as the original: the loss w_loss0 + w_loss1 + s_loss0 + s_loss1,
     backward, the gradient norm of all the text encoder's parameters (one norm over the
     embedding, the RNN and TEXT_FC's layer) clipped to ``grad_clip``, an Adam step.
     -> (losses dict, detached; attention maps with ``attention``, else None)."""
     optimizer.zero_grad(set_to_none=True)
-    losses, attn_maps, _ = damsm_forward(text_encoder, image_encoder, imgs, captions, cap_lens, class_ids, labels,
-                                         smooth, attention)
+    losses, attn_maps, _ = damsm_forward(text_encoder, image_encoder, imgs, captions, cap_lens, class_ids,
+                                         smooth, attention, gather)
     loss = (losses["w_loss0"] + losses["w_loss1"]) + (losses["s_loss0"] + losses["s_loss1"])
     loss.backward()
     torch.nn.utils.clip_grad_norm_(text_encoder.parameters(), grad_clip)
@@ -119,41 +126,41 @@ def damsm_train_step(text_encoder, image_encoder, optimizer, imgs, captions, cap
     return {k: v.detach() for k, v in losses.items()}, attn_maps
 
 
-def train_epoch(cfg, loader, encoders: DamsmEncoders, optimizer, epoch, device, writer, image_dir, ixtoword) -> dict:
-    encoders.text.train()
-    encoders.image.train()
-    labels = torch.arange(cfg.TRAIN.BATCH_SIZE, device=device)
+def train_epoch(cfg, loader, step: DamsmStep, optimizer, epoch, device, writer, image_dir, ixtoword) -> dict:
+    """One epoch of steps; the mean of each loss (over the global batch) -> dict."""
+    step.text.train()
+    step.image.train()
     totals: dict[str, torch.Tensor] = {}
-    bar = tqdm(loader, desc=f"DAMSM epoch {epoch}", leave=False, dynamic_ncols=True, disable=None)
-    for step, batch in enumerate(bar):
+    bar = tqdm(loader, desc=f"DAMSM epoch {epoch}", leave=False, dynamic_ncols=True, disable=None if writer else True)
+    for i, batch in enumerate(bar):
         imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, device)
-        figure_step = step % UPDATE_INTERVAL == 0
-        losses, attn_maps = damsm_train_step(encoders.text, encoders.image, optimizer, imgs[-1], captions, cap_lens,
-                                             class_ids, labels, cfg.TRAIN.SMOOTH, cfg.TRAIN.RNN_GRAD_CLIP, figure_step)
+        figure_step = writer is not None and i % UPDATE_INTERVAL == 0
+        losses, attn_maps = damsm_train_step(step.text, step.image, optimizer, imgs[-1], captions, cap_lens,
+                                             class_ids, cfg.TRAIN.SMOOTH, cfg.TRAIN.RNN_GRAD_CLIP, figure_step,
+                                             step.gather)
         for k, v in losses.items():  # summed on the device: reading a loss is a host-device sync
             totals[k] = totals.get(k, 0.0) + v
-        if figure_step:
+        if figure_step:  # this process's rows come first in the gathered batch
             bar.set_postfix(loss=f"{sum(losses.values()).item():.3f}")
-            figure = attention_figure(imgs[-1], captions, ixtoword, attn_maps)
-            Image.fromarray(figure).save(Path(image_dir) / f"attention_maps{step}.png")
-            writer.add_image("train/attention_maps", figure, epoch * len(loader) + step, dataformats="HWC")
+            figure = attention_figure(imgs[-1], captions, ixtoword, attn_maps[: captions.size(0)])
+            Image.fromarray(figure).save(Path(image_dir) / f"attention_maps{i}.png")
+            writer.add_image("train/attention_maps", figure, epoch * len(loader) + i, dataformats="HWC")
     return {k: v.item() / len(loader) for k, v in totals.items()}
 
 
 @torch.no_grad()
-def evaluate(cfg, loader, encoders: DamsmEncoders, device) -> dict:
+def evaluate(cfg, loader, step: DamsmStep, device) -> dict:
     """Mean word/sentence losses and in-batch top-1 retrieval over at most
-    DAMSM.VAL_BATCHES batches of the test split."""
-    encoders.text.eval()
-    encoders.image.eval()
-    labels = torch.arange(cfg.TRAIN.BATCH_SIZE, device=device)
+    DAMSM.VAL_BATCHES (global) batches of the test split."""
+    step.text.eval()
+    step.image.eval()
     rows = []
-    for step, batch in enumerate(loader):
-        if step >= cfg.DAMSM.VAL_BATCHES:
+    for i, batch in enumerate(loader):
+        if i >= cfg.DAMSM.VAL_BATCHES:
             break
         imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, device)
-        losses, _, scores = damsm_forward(encoders.text, encoders.image, imgs[-1], captions, cap_lens, class_ids,
-                                          labels, cfg.TRAIN.SMOOTH)
+        losses, _, scores = damsm_forward(step.text, step.image, imgs[-1], captions, cap_lens, class_ids,
+                                          cfg.TRAIN.SMOOTH, gather=step.gather)
         i2t, t2i = retrieval_top1(scores)
         rows.append([(losses["w_loss0"] + losses["w_loss1"]).item(), (losses["s_loss0"] + losses["s_loss1"]).item(), i2t, t2i])
     w, s, i2t, t2i = np.mean(rows, axis=0)
@@ -174,29 +181,43 @@ def word_swap(cfg, encoders: DamsmEncoders, val_set, objects, device, writer, ep
     return out
 
 
-def train_damsm(cfg: EasyDict, device: torch.device, out_dir: Path, seed: int) -> dict:
-    """Pretrain the DAMSM encoders; returns the last epoch's validation metrics."""
+def train_damsm(cfg: EasyDict, device: torch.device, out_dir: Path, seed: int, world: World = SINGLE) -> dict:
+    """Pretrain the DAMSM encoders (this process's share under torchrun: rank 0 writes the
+    snapshots, logs and figures); returns the last epoch's validation metrics."""
+    batch, global_batch = local_batch(cfg.TRAIN.BATCH_SIZE, world, cfg.RUN.BATCH_PER_PROCESS)
     train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "test")
     encoders = build_encoders(cfg, train_set.n_words)
     encoders.text.to(device)
     prepare(encoders.image.to(device), cfg, device)
+    step = DamsmStep(data_parallel(encoders.text, world, device, sync_bn=False),
+                     data_parallel(encoders.image, world, device, sync_bn=cfg.RUN.SYNC_BN and device.type == "cuda"),
+                     Gather(world, cfg.TEXT.WORDS_NUM) if world.parallel else None)
+    if world.parallel:
+        # Processes start from the same generator state; the text encoder's dropout masks
+        # must not repeat across them (they are drawn per process, README "Many GPUs").
+        torch.manual_seed(item_seed(seed, world.rank, -3))
     model_dir, image_dir = out_dir / "Model", out_dir / "Image"
-    writer = SummaryWriter(str(out_dir / "Log"))
+    writer = SummaryWriter(str(out_dir / "Log")) if world.is_main else None
     metrics, probe = {}, {}
     objects = load_objects(cfg.DATA_DIR) if (Path(cfg.DATA_DIR) / "objects.json").is_file() else None
     last_epoch = cfg.TRAIN.MAX_EPOCH - 1
-    log.info("DAMSM: %d training / %d test images, %d words, epochs %d..%d on %s", len(train_set), len(val_set),
-             train_set.n_words, encoders.start_epoch, last_epoch, device)
+    log.info("DAMSM: %d training / %d test images, %d words, epochs %d..%d on %s, batch %d (%d per process)",
+             len(train_set), len(val_set), train_set.n_words, encoders.start_epoch, last_epoch, device,
+             global_batch, batch)
+    loader_args = dict(rank=world.rank, processes=world.size)
     try:
         for epoch in range(encoders.start_epoch, cfg.TRAIN.MAX_EPOCH):
             # The original restarts the schedule (and a fresh Adam) when it resumes from NET_E.
             lr = learning_rate(cfg.TRAIN.ENCODER_LR, epoch - encoders.start_epoch)
             optimizer = damsm_optimizer(encoders.text, encoders.image, lr, adam_options(cfg, device))
-            loader = epoch_loader(train_set, cfg.TRAIN.BATCH_SIZE, cfg.WORKERS, seed, epoch,
-                                  pin_memory=device.type == "cuda")
-            train_losses = train_epoch(cfg, loader, encoders, optimizer, epoch, device, writer, image_dir, train_set.ixtoword)
-            val_loader = epoch_loader(val_set, cfg.TRAIN.BATCH_SIZE, cfg.WORKERS, seed + 1, epoch)
-            metrics = evaluate(cfg, val_loader, encoders, device)
+            loader = epoch_loader(train_set, global_batch, cfg.WORKERS, seed, epoch,
+                                  pin_memory=device.type == "cuda", **loader_args)
+            train_losses = train_epoch(cfg, loader, step, optimizer, epoch, device, writer, image_dir,
+                                       train_set.ixtoword)
+            val_loader = epoch_loader(val_set, global_batch, cfg.WORKERS, seed + 1, epoch, **loader_args)
+            metrics = evaluate(cfg, val_loader, step, device)
+            if writer is None:
+                continue
             for k, v in train_losses.items():
                 writer.add_scalar(f"train/{k}", v, epoch)
             for k, v in metrics.items():
@@ -215,8 +236,10 @@ def train_damsm(cfg: EasyDict, device: torch.device, out_dir: Path, seed: int) -
     except KeyboardInterrupt:
         log.warning("interrupted: exiting from training early (snapshots so far are in %s)", model_dir)
     finally:
-        writer.close()
-    metrics["chance"] = 1.0 / cfg.TRAIN.BATCH_SIZE
+        if writer is not None:
+            writer.close()
+    metrics["chance"] = 1.0 / global_batch
     metrics.update(probe)
-    (model_dir / "metrics.json").write_text(json.dumps({k: float(v) for k, v in metrics.items()}, indent=1))
+    if world.is_main:
+        (model_dir / "metrics.json").write_text(json.dumps({k: float(v) for k, v in metrics.items()}, indent=1))
     return metrics

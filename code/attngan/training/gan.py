@@ -34,8 +34,11 @@ from tqdm import tqdm
 from ..checkpoint import atomic_save, load_weights, original_format
 from ..data.datasets import build_dataset, prepare_data
 from ..data.loader import epoch_loader
+from ..distributed import (SINGLE, Gather, World, any_process, barrier, data_parallel, local_batch, mean_across,
+                           own_rows)
 from ..evaluation import evaluate, parse_metrics, scalars
-from ..losses import KL_loss, at_least_float32, discriminator_loss, generator_loss
+from ..losses import KL_loss, DiscriminatorLoss, at_least_float32, generator_loss
+from ..runtime import forked_rng
 from ..metrics.image_quality import load_inception
 from ..models import build_discriminators, build_generator, build_image_encoder, build_text_encoder, text_features
 from ..speed import Autocast, adam_options, enabled, mixed_precision, pad_words, precision, prepare
@@ -70,22 +73,25 @@ def generator_epoch(path: str | Path) -> int:
     return int(match.group(1))
 
 
-def _rng_state() -> dict:
+def _rng_state(device: torch.device) -> dict:
+    """The generators' states; on CUDA the run's device's (every process draws from its
+    own device's generator, all in the same state)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {"python": random.getstate(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
              "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def _set_rng_state(state: dict) -> None:
+def _set_rng_state(state: dict, device: torch.device) -> None:
     random.setstate(state["python"])
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device.type == "cuda":
+        cuda = state["cuda"]  # a list of every device's state in files written before torchrun support
+        torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, list) else cuda, device)
 
 
 @dataclass
@@ -99,6 +105,7 @@ class StepInputs:
     cap_lens: torch.Tensor  # [B]
     class_ids: np.ndarray  # [B]
     noise: torch.Tensor  # [B,Z_DIM]
+    ca_noise: torch.Tensor | None = None  # [B,CONDITION_DIM], CA_NET's eps (None: G draws it)
 
 
 def gan_optimizers(cfg: EasyDict, net_g: torch.nn.Module, nets_d: list[torch.nn.Module]):
@@ -118,25 +125,30 @@ def update_average(avg_params: list[torch.Tensor], net: torch.nn.Module, decay: 
 
 
 def gan_step(net_g, nets_d, opt_g, opts_d, avg_g: list[torch.Tensor], image_encoder, inputs: StepInputs,
-             smooth: EasyDict, ema_decay: float, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
+             smooth: EasyDict, ema_decay: float, autocast=contextlib.nullcontext, d_losses=None,
+             gather: Gather | None = None) -> dict[str, torch.Tensor]:
     """One step of the original's recipe: G forward; each D_i updated on its loss with its
     own Adam; G updated on the adversarial terms of every stage + LAMBDA x the DAMSM word
     and sentence losses of the last stage + KL; then the moving average of G.
+    Under torchrun ``net_g`` and ``d_losses`` (DiscriminatorLoss of each D; default: of
+    ``nets_d``) are DistributedDataParallel and ``gather`` gathers the DAMSM losses' rows.
     -> every loss term, detached (``D{i}/...``, ``G/...``)."""
+    d_losses = d_losses or [DiscriminatorLoss(net_d) for net_d in nets_d]
     with autocast():
-        fake_imgs, _, mu, logvar = net_g(inputs.noise, inputs.sent_emb, inputs.words_embs, inputs.mask)
+        fake_imgs, _, mu, logvar = net_g(inputs.noise, inputs.sent_emb, inputs.words_embs, inputs.mask,
+                                         ca_noise=inputs.ca_noise)
     logs: dict[str, torch.Tensor] = {}
-    for i, (net_d, opt_d) in enumerate(zip(nets_d, opts_d)):
-        net_d.zero_grad(set_to_none=True)
+    for i, (d_loss, opt_d) in enumerate(zip(d_losses, opts_d)):
+        d_loss.zero_grad(set_to_none=True)
         with autocast():
-            terms = discriminator_loss(net_d, inputs.real_imgs[i], fake_imgs[i], inputs.sent_emb)
+            terms = d_loss(inputs.real_imgs[i], fake_imgs[i], inputs.sent_emb)
         terms["errD"].backward()
         opt_d.step()
         logs.update({f"D{i}/{k}": v.detach() for k, v in terms.items()})
     net_g.zero_grad(set_to_none=True)
     with autocast():
         terms = generator_loss(nets_d, image_encoder, fake_imgs, inputs.words_embs, inputs.sent_emb, inputs.cap_lens,
-                               inputs.class_ids, smooth.GAMMA1, smooth.GAMMA2, smooth.GAMMA3, smooth.LAMBDA)
+                               inputs.class_ids, smooth.GAMMA1, smooth.GAMMA2, smooth.GAMMA3, smooth.LAMBDA, gather)
     terms["kl_loss"] = KL_loss(at_least_float32(mu), at_least_float32(logvar))
     terms["errG"] = terms["errG"] + terms["kl_loss"]
     # Gradients for G's parameters only: the Ds' (which the original computed here and then
@@ -156,11 +168,12 @@ def as_floats(logs: dict[str, torch.Tensor]) -> dict[str, float]:
 class GanTrainer:
     """Holds the networks, optimisers and position of one AttnGAN run."""
 
-    def __init__(self, cfg: EasyDict, device: torch.device, out_dir: Path, seed: int):
-        self.cfg, self.device, self.seed = cfg, device, seed
+    def __init__(self, cfg: EasyDict, device: torch.device, out_dir: Path, seed: int, world: World = SINGLE):
+        self.cfg, self.device, self.seed, self.world = cfg, device, seed, world
         self.model_dir, self.image_dir = out_dir / "Model", out_dir / "Image"
         self.dataset = build_dataset(cfg, "train")
-        self.batch_size = cfg.TRAIN.BATCH_SIZE
+        # batch_size: the global batch, of which this process computes local_batch rows.
+        self.local_batch, self.batch_size = local_batch(cfg.TRAIN.BATCH_SIZE, world, cfg.RUN.BATCH_PER_PROCESS)
         self.num_batches = len(self.dataset) // self.batch_size
         self.text_encoder, self.image_encoder = load_damsm(cfg, self.dataset.n_words, device)
         prepare(self.image_encoder, cfg, device)
@@ -176,6 +189,16 @@ class GanTrainer:
             self._load_snapshot(cfg.TRAIN.NET_G)
         self.avg_g = [p.detach().clone() for p in self.net_g.parameters()]
         self.opt_g, self.opts_d = gan_optimizers(cfg, self.net_g, self.nets_d)
+        # The networks as the step runs them: DistributedDataParallel under torchrun, with
+        # BatchNorm over the global batch on CUDA (RUN.SYNC_BN).
+        sync_bn = cfg.RUN.SYNC_BN and device.type == "cuda"
+        if world.parallel and not sync_bn:
+            log.warning("BatchNorm statistics are each process's (%s): the step differs from one process's "
+                        "on the same global batch (README \"Many GPUs\")",
+                        "RUN.SYNC_BN False" if device.type == "cuda" else "SyncBatchNorm needs CUDA")
+        self.gather = Gather(world, cfg.TEXT.WORDS_NUM) if world.parallel else None
+        self.g_step = data_parallel(self.net_g, world, device, sync_bn)
+        self.d_steps = [data_parallel(DiscriminatorLoss(d, self.gather), world, device, sync_bn) for d in self.nets_d]
         self.fixed_noise = torch.randn(self.batch_size, cfg.GAN.Z_DIM, device=device)
         self.autocast = mixed_precision(cfg, "PRECISION", device)
         self.eval_metrics = parse_metrics(cfg.EVAL.METRICS) if cfg.EVAL.EVERY_EPOCHS else set()
@@ -197,19 +220,28 @@ class GanTrainer:
         log.info("resumed G from %s at epoch %d", net_g, self.epoch)
 
     # ---- one step ------------------------------------------------------------------
+    def batch_noise(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """z and CA_NET's eps of this process's rows: drawn for the global batch (every
+        process's generator is in the same state), so that a row's noise does not depend
+        on the number of processes."""
+        z = torch.randn(self.batch_size, self.cfg.GAN.Z_DIM, device=self.device)
+        eps = torch.randn(self.batch_size, self.cfg.GAN.CONDITION_DIM, device=self.device)
+        return own_rows(z, self.world), own_rows(eps, self.world)
+
     def train_step(self, batch) -> dict[str, torch.Tensor]:
-        """One step on a collated batch; the loss terms stay on the device (reading them
-        is a host-device sync: the loop does it every RUN.LOG_INTERVAL steps)."""
+        """One step on a collated batch (this process's share of the global one); the loss
+        terms stay on the device (reading them is a host-device sync: the loop does it
+        every RUN.LOG_INTERVAL steps)."""
         imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, self.device)
+        noise, ca_noise = self.batch_noise()
         if self.monitor_batch is None:
             self.monitor_batch = (captions.detach().clone(), cap_lens.detach().clone())
         words_embs, sent_emb, mask = text_features(self.text_encoder, captions, cap_lens)
         if self.words_length is not None:
             words_embs, mask = pad_words(words_embs, mask, self.words_length)
-        noise = torch.randn(captions.size(0), self.cfg.GAN.Z_DIM, device=self.device)
-        inputs = StepInputs(imgs, words_embs, sent_emb, mask, cap_lens, class_ids, noise)
-        return gan_step(self.net_g, self.nets_d, self.opt_g, self.opts_d, self.avg_g, self.encode_images, inputs,
-                        self.cfg.TRAIN.SMOOTH, self.cfg.EMA.DECAY, self.autocast)
+        inputs = StepInputs(imgs, words_embs, sent_emb, mask, cap_lens, class_ids, noise, ca_noise)
+        return gan_step(self.g_step, self.nets_d, self.opt_g, self.opts_d, self.avg_g, self.encode_images, inputs,
+                        self.cfg.TRAIN.SMOOTH, self.cfg.EMA.DECAY, self.autocast, self.d_steps, self.gather)
 
     @contextlib.contextmanager
     def averaged_generator(self):
@@ -238,7 +270,7 @@ class GanTrainer:
             "netG": self.net_g.state_dict(), "avg_g": self.avg_g, "netsD": [d.state_dict() for d in self.nets_d],
             "optG": self.opt_g.state_dict(), "optsD": [o.state_dict() for o in self.opts_d],
             "epoch": self.epoch, "step": self.step, "gen_iterations": self.gen_iterations, "seed": self.seed,
-            "fixed_noise": self.fixed_noise, "monitor_batch": self.monitor_batch, "rng": _rng_state(),
+            "fixed_noise": self.fixed_noise, "monitor_batch": self.monitor_batch, "rng": _rng_state(self.device),
         }
 
     def save_state(self) -> Path:
@@ -257,16 +289,17 @@ class GanTrainer:
             opt.load_state_dict(sd)
         self.epoch, self.step, self.gen_iterations = state["epoch"], state["step"], state["gen_iterations"]
         self.seed, self.fixed_noise, self.monitor_batch = state["seed"], state["fixed_noise"], state["monitor_batch"]
-        _set_rng_state(state["rng"])
+        _set_rng_state(state["rng"], self.device)
         log.info("resumed the full training state from %s: epoch %d, step %d", path, self.epoch, self.step)
 
     @torch.no_grad()
     def save_images(self, writer: SummaryWriter) -> None:
         """Images of every stage and attention figures from the averaged G on the fixed
-        noise and the run's first captions (eval mode, so the training state is untouched)."""
+        noise and the run's first captions (eval mode and the generators' states restored,
+        so the training is untouched)."""
         captions, cap_lens = self.monitor_batch
         words_embs, sent_emb, mask = text_features(self.text_encoder, captions, cap_lens)
-        with self.averaged_generator() as net_g:
+        with self.averaged_generator() as net_g, forked_rng(self.device):
             net_g.eval()
             fake_imgs, att_maps, _, _ = net_g(self.fixed_noise[: captions.size(0)], sent_emb, words_embs, mask)
             net_g.train()
@@ -282,16 +315,18 @@ class GanTrainer:
             writer.add_image(f"attention/stage{k + 1}", figure, step, dataformats="HWC")
             Image.fromarray(figure).save(self.image_dir / f"G_average_{step}_a{k}.png")
 
-    def evaluate(self, writer: SummaryWriter) -> dict:
+    def evaluate(self, writer: SummaryWriter | None) -> dict:
         """EVAL.METRICS of the averaged G on EVAL.TRAIN_NUM_SAMPLES images, written to
-        Eval/epoch_{N}/ (metrics.json, report.md, figures) and to TensorBoard."""
+        Eval/epoch_{N}/ (metrics.json, report.md, figures) and to TensorBoard (the
+        generation split across the processes under torchrun)."""
         with self.averaged_generator() as net_g:
             out_dir = self.model_dir.parent / "Eval" / f"epoch_{self.epoch}"
             result = evaluate(self.cfg, self.device, self.eval_metrics, out_dir, net_g=net_g,
                               text_encoder=self.text_encoder, image_encoder=self.image_encoder,
-                              num_samples=self.cfg.EVAL.TRAIN_NUM_SAMPLES)
-        for key, value in scalars(result).items():
-            writer.add_scalar(key, value, self.gen_iterations)
+                              num_samples=self.cfg.EVAL.TRAIN_NUM_SAMPLES, world=self.world)
+        if writer is not None:
+            for key, value in scalars(result).items():
+                writer.add_scalar(key, value, self.gen_iterations)
         return result
 
     # ---- the loop ------------------------------------------------------------------
@@ -317,12 +352,13 @@ class GanTrainer:
         for k, v in logs.items():
             writer.add_scalar(k, v, self.gen_iterations)
 
-
     def train(self, stop_after_steps: int | None = None) -> Path:
         """Run to TRAIN.MAX_EPOCH; returns the last written checkpoint. ``stop_after_steps``
-        behaves like a SIGTERM after that many steps (for tests and time-boxed runs)."""
-        cfg = self.cfg
-        writer = SummaryWriter(str(self.model_dir.parent / "Log"), purge_step=self.gen_iterations or None)
+        behaves like a SIGTERM after that many steps (for tests and time-boxed runs). Under
+        torchrun every process runs this; rank 0 alone writes."""
+        cfg, main = self.cfg, self.world.is_main
+        writer = SummaryWriter(str(self.model_dir.parent / "Log"), purge_step=self.gen_iterations or None) \
+            if main else None
         steps_here = 0
         self.net_g.train()
         for net in self.nets_d:
@@ -330,45 +366,61 @@ class GanTrainer:
         with self.stop_on_signals():
             while self.epoch < cfg.TRAIN.MAX_EPOCH:
                 loader = epoch_loader(self.dataset, self.batch_size, cfg.WORKERS, self.seed, self.epoch, self.step,
-                                      pin_memory=self.device.type == "cuda")
-                bar = tqdm(loader, desc=f"AttnGAN epoch {self.epoch}", leave=False, dynamic_ncols=True, disable=None)
+                                      pin_memory=self.device.type == "cuda", rank=self.world.rank,
+                                      processes=self.world.size)
+                bar = tqdm(loader, desc=f"AttnGAN epoch {self.epoch}", leave=False, dynamic_ncols=True,
+                           disable=None if main else True)
+                logs: dict[str, torch.Tensor] = {}  # none when resumed after the epoch's last step
                 for batch in bar:
                     logs = self.train_step(batch)
                     self.step += 1
                     self.gen_iterations += 1
                     steps_here += 1
                     if self.gen_iterations % cfg.RUN.LOG_INTERVAL == 0:
-                        values = as_floats(logs)
-                        bar.set_postfix(errG=f"{values['G/errG']:.2f}", errD=f"{values['D0/errD']:.2f}")
-                        self._log(writer, values)
-                    if self.gen_iterations % cfg.RUN.IMAGE_INTERVAL == 0:
+                        values = mean_across(as_floats(logs), self.world)
+                        if main:
+                            bar.set_postfix(errG=f"{values['G/errG']:.2f}", errD=f"{values['D0/errD']:.2f}")
+                            self._log(writer, values)
+                    if main and self.gen_iterations % cfg.RUN.IMAGE_INTERVAL == 0:
                         self.save_images(writer)
                     if stop_after_steps is not None and steps_here >= stop_after_steps:
                         self.stop_requested = True
-                    if self.stop_requested:
+                    # Every process stops at the same step, whichever got the signal.
+                    if any_process(self.stop_requested, self.world):
+                        self.stop_requested = True
                         break
                 if self.stop_requested:
-                    path = self.save_state()
-                    log.warning("stopped at epoch %d step %d; continue with --resume %s", self.epoch, self.step, path)
-                    writer.close()
+                    path = self.model_dir / STATE_FILE
+                    if main:
+                        self.save_state()
+                        log.warning("stopped at epoch %d step %d; continue with --resume %s", self.epoch, self.step,
+                                    path)
+                        writer.close()
+                    barrier(self.world)
                     return path
-                log.info("epoch %d done (%d steps in all): %s", self.epoch, self.gen_iterations,
-                         " ".join(f"{k} {v:.3f}" for k, v in as_floats(logs).items()
-                                  if k.startswith("G/") or k.endswith("errD")))
-                if self.epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0:
-                    self.save_snapshot(self.epoch)
+                values = mean_across(as_floats(logs), self.world) if logs else {}
+                if main:
+                    log.info("epoch %d done (%d steps in all): %s", self.epoch, self.gen_iterations,
+                             " ".join(f"{k} {v:.3f}" for k, v in values.items()
+                                      if k.startswith("G/") or k.endswith("errD")))
+                    if self.epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0:
+                        self.save_snapshot(self.epoch)
                 self.epoch, self.step = self.epoch + 1, 0
-                self.save_state()
+                if main:
+                    self.save_state()
                 if self.eval_metrics and self.epoch % cfg.EVAL.EVERY_EPOCHS == 0:
                     self.evaluate(writer)
-        self.save_snapshot(cfg.TRAIN.MAX_EPOCH)
-        if self.monitor_batch is not None:
-            self.save_images(writer)
-        writer.close()
+        if main:
+            self.save_snapshot(cfg.TRAIN.MAX_EPOCH)
+            if self.monitor_batch is not None:
+                self.save_images(writer)
+            writer.close()
+        barrier(self.world)
         return self.model_dir / f"netG_epoch_{cfg.TRAIN.MAX_EPOCH}.pth"
 
 
 def train_gan(cfg: EasyDict, device: torch.device, out_dir: Path, seed: int,
-              stop_after_steps: int | None = None) -> Path:
-    """Train AttnGAN as the config says; returns the last checkpoint written."""
-    return GanTrainer(cfg, device, out_dir, seed).train(stop_after_steps)
+              stop_after_steps: int | None = None, world: World = SINGLE) -> Path:
+    """Train AttnGAN as the config says (this process's share under torchrun); returns the
+    last checkpoint written."""
+    return GanTrainer(cfg, device, out_dir, seed, world).train(stop_after_steps)
