@@ -136,6 +136,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=200, help="requests before measuring (they fill the store)")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=None, help="the server's PyTorch threads (default: its own)")
     parser.add_argument("--stages", type=int, nargs="*", default=None, help="image sizes asked for (default all)")
     parser.add_argument("--attention", action="store_true", help="ask for the word maps too")
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
@@ -156,6 +157,8 @@ def main() -> int:
         base = ["--cfg", str(ROOT / args.cfg), "--gpu", str(args.gpu), "--data_dir", cfg.DATA_DIR,
                 "--max-queue", str(4 * args.clients), "--set", f"TRAIN.NET_G={cfg.TRAIN.NET_G}",
                 f"TRAIN.NET_E={cfg.TRAIN.NET_E}", f"DATASET_NAME={cfg.DATASET_NAME}"]
+        if args.threads:
+            base += ["--threads", str(args.threads)]
         images_per_request = len(args.stages) if args.stages else cfg.TREE.BRANCH_NUM
         store = ["--store-images", str(args.warmup * images_per_request)]
         print(f"[bench_serve] {args.cfg} ({weights} weights, {cfg.TRAIN.NET_G}) on "
@@ -163,6 +166,7 @@ def main() -> int:
               f"{torch.__version__}, {torch.get_num_threads()} threads", flush=True)
         results = {
             "config": args.cfg, "weights": weights, "gpu": args.gpu, "stages": args.stages, "attention": args.attention,
+            "threads": args.threads, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
             "batched": run_server(base + store + ["--max-batch", str(args.max_batch), "--max-wait-ms",
                                                   str(args.max_wait_ms)], sentences, args, args.requests),
             "one_at_a_time": run_server(base + store + ["--max-batch", "1", "--max-wait-ms", "0"], sentences, args,

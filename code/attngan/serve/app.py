@@ -11,17 +11,18 @@ import asyncio
 import contextlib
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
+import torch
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from . import render
@@ -38,10 +39,10 @@ T = TypeVar("T")
 
 
 class RequestError(Exception):
-    """A bad request: ``field`` and what was wrong with it."""
+    """A request that cannot be answered: the ``field`` at fault (if any) and why."""
 
-    def __init__(self, field: str, message: str, status: int = 422):
-        super().__init__(f"{field}: {message}")
+    def __init__(self, field: str | None, message: str, status: int = 422):
+        super().__init__(f"{field}: {message}" if field else message)
         self.field, self.status = field, status
 
 
@@ -86,6 +87,9 @@ class Service:
         self.batcher: MicroBatcher[Rows, Drawn] = MicroBatcher(engine.run, settings.max_batch,
                                                                settings.max_wait_ms / 1000, settings.max_queue)
         self.store = ImageStore(settings.store_images, int(settings.store_mb * 2 ** 20))
+        # PNG encoding on a few threads of its own: a whole batch's requests at once on the
+        # default pool of 40 threads would fight the generator for the CPUs and the GIL
+        self.render_pool = ThreadPoolExecutor(settings.render_threads, thread_name_prefix="attngan-render")
 
     def counts(self, n_captions: int, n: int) -> None:
         """At most max_captions captions, max_images images each and max_batch in all."""
@@ -127,7 +131,7 @@ class Service:
         try:
             return await asyncio.wait_for(work, self.settings.timeout_s)
         except asyncio.TimeoutError:
-            raise RequestError("timeout", f"the request took longer than {self.settings.timeout_s:g} s "
+            raise RequestError(None, f"the request took longer than {self.settings.timeout_s:g} s "
                                           "(attngan-serve --timeout-s) and was cancelled", status=504) from None
 
     async def draw(self, captions: list[Caption], n: int, seed: int | None,
@@ -138,7 +142,7 @@ class Service:
 
         async def work() -> T:
             drawn = await self.batcher.submit(Rows(captions, n, seed), len(captions) * n)
-            return await run_in_threadpool(then, drawn, seed)
+            return await asyncio.get_running_loop().run_in_executor(self.render_pool, then, drawn, seed)
 
         return await self.within_timeout(work())
 
@@ -147,7 +151,7 @@ class Service:
         return {
             "config": {"file": e.cfg_file, "name": cfg.CONFIG_NAME, "dataset": cfg.DATASET_NAME,
                        "data_dir": str(cfg.DATA_DIR)},
-            "device": str(e.device),
+            "device": str(e.device), "torch_threads": torch.get_num_threads(),
             "generator": "G_DCGAN" if cfg.GAN.B_DCGAN else "G_NET",
             "stages": [{"stage": k + 1, "size": size} for k, size in enumerate(e.sizes)],
             "attention_stages": [{"stage": k + 2, "size": size} for k, size in enumerate(e.attention_sizes)],
@@ -170,6 +174,7 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPIOffli
         await service.batcher.start()
         yield
         await service.batcher.stop()
+        service.render_pool.shutdown(wait=True, cancel_futures=True)
 
     app = FastAPIOffline(
         title="AttnGAN", version="0.1.0", lifespan=lifespan,

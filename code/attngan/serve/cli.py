@@ -6,8 +6,10 @@ import logging
 import sys
 from dataclasses import fields
 
+import torch
+
 from ..cli import USER_ERRORS, base_parser, report, setup
-from .settings import Settings
+from .settings import HALF_THE_CPUS, Settings
 
 
 def parser() -> argparse.ArgumentParser:
@@ -17,6 +19,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    p.add_argument("--threads", type=int, default=HALF_THE_CPUS,
+                   help="PyTorch's CPU threads (default: half the CPUs, %(default)s here; the rest answer requests "
+                        "and encode PNGs: a generator whose threads wait for busy CPUs slows down manyfold)")
     for f in fields(Settings):
         p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
                        help=f"{f.metadata['help']} (default %(default)s)")
@@ -37,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})
         settings.check()
+        if args.threads < 1:
+            raise ValueError(f"--threads must be > 0, got {args.threads}")
         cfg, device, _ = setup(args)
+        torch.set_num_threads(args.threads)
         app = create_app(Engine(cfg, device, args.cfg_file), settings)
     except USER_ERRORS as err:
         return report(err)

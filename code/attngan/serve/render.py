@@ -35,15 +35,16 @@ def samples(engine: Engine, drawn: Drawn, captions: list[Caption], n: int, stage
     """Per caption, its ``n`` samples (row ``i * n + s`` of ``drawn``): the images of stage
     indices ``stages`` and, with ``attention``, each word's map over every attention
     stage's image and the figure of them all (attngan-sample's ``*_attention.png``)."""
-    pixels = [to_uint8(imgs) for imgs in drawn.stages]
-    under = engine.stage_images(drawn)
+    pixels = [to_uint8(drawn.stages[k]) for k in stages]
+    attention = attention and bool(drawn.attention)
+    under = engine.stage_images(drawn) if attention else []
     under_pixels = [to_uint8(imgs) for imgs in under]
     result = []
     for i, caption in enumerate(captions):
         per_caption = []
         for row in range(i * n, (i + 1) * n):
-            sample = Sample(stages=[out.image(pixels[k][row]) for k in stages])
-            if attention and drawn.attention:
+            sample = Sample(stages=[out.image(stage[row]) for stage in pixels])
+            if attention:
                 sample.attention = [
                     StageAttention(size=engine.attention_sizes[k], words=[
                         WordMap(word=word, image=out.image(overlay(under_pixels[k][row], maps[row, w].numpy())))

@@ -1,7 +1,10 @@
 """The server's limits, each an ``attngan-serve`` option (``--max-batch`` for max_batch)."""
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
+
+HALF_THE_CPUS = max(1, (os.cpu_count() or 1) // 2)
 
 
 def _limit(default, help: str):
@@ -20,6 +23,7 @@ class Settings:
     store_images: int = _limit(2000, "images kept for /images/ URLs (oldest out)")
     store_mb: float = _limit(256.0, "megabytes of images kept for /images/ URLs (oldest out)")
     max_body_bytes: int = _limit(65536, "largest request body")
+    render_threads: int = _limit(HALF_THE_CPUS, "threads encoding PNGs (default: half the CPUs)")
 
     def check(self) -> None:
         """Each limit positive (the wait window may be 0); a ValueError names the option."""
