@@ -12,7 +12,6 @@ with TRAIN.FLAG False, and from one's own captions.
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
@@ -122,25 +121,10 @@ def encode_captions(sentences: Sequence[str], wordtoix: dict[str, int], source: 
 
 @torch.no_grad()
 def _forward(net_g: nn.Module, text_encoder: nn.Module, captions: torch.Tensor, cap_lens: torch.Tensor,
-             z: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+             z: torch.Tensor, ca_noise: torch.Tensor | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     words_embs, sent_emb, mask = text_features(text_encoder, captions.to(z.device), cap_lens)
-    fake_imgs, attention_maps, _, _ = net_g(z, sent_emb, words_embs, mask)
+    fake_imgs, attention_maps, _, _ = net_g(z, sent_emb, words_embs, mask, ca_noise)
     return fake_imgs, attention_maps
-
-
-@contextlib.contextmanager
-def _given_ca_noise(net_g: nn.Module, eps: torch.Tensor):
-    """G's conditioning c = eps * exp(logvar / 2) + mu with ``eps`` [n,CONDITION_DIM] given
-    instead of drawn: CA_NET.reparametrize's arithmetic, through a forward hook."""
-    def replace(module: nn.Module, inputs, output):
-        _, mu, logvar = output
-        return eps * torch.exp(0.5 * logvar) + mu, mu, logvar
-
-    handle = net_g.ca_net.register_forward_hook(replace)
-    try:
-        yield
-    finally:
-        handle.remove()
 
 
 def generate(net_g: nn.Module, text_encoder: nn.Module, batch: CaptionBatch, z: torch.Tensor,
@@ -153,10 +137,7 @@ def generate(net_g: nn.Module, text_encoder: nn.Module, batch: CaptionBatch, z: 
     ``ca_noise`` [n,CONDITION_DIM]: the conditioning augmentation's noise; None lets CA_NET
     draw it from torch's global generator, as the original.
     """
-    if ca_noise is None:
-        return _forward(net_g, text_encoder, batch.captions, batch.cap_lens, z)
-    with _given_ca_noise(net_g, ca_noise):
-        return _forward(net_g, text_encoder, batch.captions, batch.cap_lens, z)
+    return _forward(net_g, text_encoder, batch.captions, batch.cap_lens, z, ca_noise)
 
 
 def draw_noise(n: int, cfg: EasyDict, device: torch.device, generator: torch.Generator | None = None
