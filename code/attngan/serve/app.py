@@ -78,6 +78,21 @@ def error_response(status: int, message: str, field: str | None = None, headers:
     return JSONResponse(ErrorOut(error=message, field=field).model_dump(), status_code=status, headers=headers)
 
 
+class BodyLimit:
+    """ASGI middleware: a request declaring a body over ``max_bytes`` gets 413 unread."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"")
+            if length.isdigit() and int(length) > self.max_bytes:
+                response = error_response(413, f"body: {int(length)} bytes; at most {self.max_bytes}", "body")
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 class Service:
     """The engine, the batcher and the image store behind the routes."""
 
@@ -182,13 +197,7 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPIOffli
                     "`/api/v1.0/bird(s)` routes and the `/v1` API. The web page is at `/`.")
     app.state.service = service
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > service.settings.max_body_bytes:
-            return error_response(413, f"body: {length} bytes; at most {service.settings.max_body_bytes}", "body")
-        return await call_next(request)
-
+    app.add_middleware(BodyLimit, max_bytes=service.settings.max_body_bytes)
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         errors, original = exc.errors(), request.url.path.startswith(ORIGINAL_PREFIX)
@@ -239,11 +248,12 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPIOffli
 
         return await service.draw(captions, body.n, body.seed, respond)
 
-    async def original(body: BirdRequest, request: Request, copies: int) -> list[dict[str, str | None]]:
+    async def original(body: BirdRequest, request: Request, copies: int) -> tuple[list[dict[str, str | None]], int]:
+        """(per sample the original's URLs, the seed); the attention figures for one sample only."""
         caption = service.captions([body.caption], field="caption")
         out = render.Output("url", service.store, lambda name: str(request.url_for("image", name=name)))
-        return await service.draw(caption, copies, body.seed,
-                                  lambda drawn, seed: (render.original_images(engine, drawn, caption[0], out), seed))
+        return await service.draw(caption, copies, body.seed, lambda drawn, seed: (
+            render.original_images(engine, drawn, caption[0], out, maps=copies == 1), seed))
 
     @app.post("/api/v1.0/bird", status_code=201, response_model=BirdResponse, tags=["original"],
               responses={400: {"model": ErrorOut}, 503: {"model": ErrorOut}, 504: {"model": ErrorOut}})

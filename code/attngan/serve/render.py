@@ -58,11 +58,12 @@ def samples(engine: Engine, drawn: Drawn, captions: list[Caption], n: int, stage
     return result
 
 
-def original_images(engine: Engine, drawn: Drawn, caption: Caption, out: Output) -> list[dict[str, str | None]]:
+def original_images(engine: Engine, drawn: Drawn, caption: Caption, out: Output, maps: bool = True
+                    ) -> list[dict[str, str | None]]:
     """Per sample, the original API's ``small``/``medium``/``large`` (the 64/128/256 images,
-    None where the generator has no such stage) and ``map1``/``map2``: the attention figure
-    of stage 2 and 3 (stage k's maps over its image, words above), as ``attngan-sample``'s
-    example ``*_a<k>.png``."""
+    None where the generator has no such stage) and, with ``maps``, ``map1``/``map2``: the
+    attention figure of stage 2 and 3 (stage k's maps over its image, words above), as
+    ``attngan-sample``'s example ``*_a<k>.png``."""
     base = engine.cfg.TREE.BASE_SIZE
     names = {base: "small", 2 * base: "medium", 4 * base: "large"}
     pixels = [to_uint8(imgs) for imgs in drawn.stages]
@@ -73,8 +74,8 @@ def original_images(engine: Engine, drawn: Drawn, caption: Caption, out: Output)
         urls: dict[str, str | None] = dict.fromkeys(("small", "medium", "large", "map1", "map2"))
         for size, stage in zip(engine.sizes, pixels):
             urls[names.get(size, "large")] = out.image(stage[row]).url
-        for k, maps in enumerate(drawn.attention[:2]):
-            figure = stage_attention_figure([under[k][row]], caption.words, [maps[row, :n_words]],
+        for k, stage_maps in enumerate(drawn.attention[:2] if maps else []):
+            figure = stage_attention_figure([under[k][row]], caption.words, [stage_maps[row, :n_words]],
                                             title=" ".join(caption.words))
             urls[f"map{k + 1}"] = out.image(figure).url
         result.append(urls)
