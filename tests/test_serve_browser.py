@@ -15,7 +15,9 @@ from selenium.common.exceptions import TimeoutException, WebDriverException  # n
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-from test_serve import CPU, Engine, LiveServer, Settings, cfg, create_app, httpx, pixels  # noqa: E402,F401
+from attngan.serve.app import create_app  # noqa: E402
+from attngan.serve.engine import Engine  # noqa: E402
+from test_serve import CPU, LiveServer, cfg, httpx, pixels  # noqa: E402,F401  (cfg: a fixture)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -52,7 +54,7 @@ def wait_for(driver, condition, what: str, seconds: float = 60):
 
 
 def test_draw_a_caption_then_change_one_word(browser, cfg, tmp_path):
-    with LiveServer(create_app(Engine(cfg, CPU, cfg.FILE), Settings())) as live, \
+    with LiveServer(create_app(Engine(cfg, CPU, cfg.FILE))) as live, \
             httpx.Client(base_url=live.url, timeout=30) as client:
         browser.get(live.url + "/")
         wait_for(browser, lambda d: "stages 64×64, 128×128" in d.find_element(By.ID, "model-info").text,
@@ -97,5 +99,8 @@ def test_draw_a_caption_then_change_one_word(browser, cfg, tmp_path):
             assert client.get(after.get_attribute("src")).content == base64.b64decode(sample["stages"][-1]["base64"])
             labels = pair.find_elements(By.CSS_SELECTOR, ".changed")
             assert texts(labels) == ["red", "blue"]
+        # the whole page in one screenshot
+        browser.set_window_size(1280, browser.execute_script("return document.documentElement.scrollHeight") + 100)
+        browser.execute_script("window.scrollTo(0, 0)")
         shot = os.environ.get("ATTNGAN_SCREENSHOT") or str(tmp_path / "page.png")
         assert browser.save_screenshot(shot)
