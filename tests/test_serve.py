@@ -31,6 +31,7 @@ from attngan.data.synthetic import make_shapes_dataset  # noqa: E402
 from attngan.data.text import load_text_data  # noqa: E402
 from attngan.sampling import sample_main  # noqa: E402
 from attngan.serve.app import create_app  # noqa: E402
+from attngan.serve.batching import MicroBatcher  # noqa: E402
 from attngan.serve.cli import main as serve_main  # noqa: E402
 from attngan.serve.engine import Engine  # noqa: E402
 from attngan.serve.settings import Settings  # noqa: E402
@@ -406,6 +407,29 @@ def test_a_request_that_times_out_is_cancelled(cfg):
         # the queued request never ran: the only model calls were the held one and the last one
         health = c.get("/v1/health").json()["batching"]
         assert health["cancelled"] == 2 and health["batches"] == 2 and health["requests"] == 2
+
+
+def test_batches_take_whole_requests_oldest_first_up_to_max_batch():
+    calls = []
+
+    def run(payloads):
+        calls.append(list(payloads))
+        return [p.upper() for p in payloads]
+
+    async def submit_all():
+        batcher = MicroBatcher(run, max_batch=4, max_wait_s=0.05, max_queue=10)
+        await batcher.start()
+        # all five queue before the batcher wakes: 11 rows
+        results = await asyncio.gather(*(batcher.submit(name, rows) for name, rows in
+                                         [("a", 1), ("b", 2), ("c", 2), ("d", 5), ("e", 1)]))
+        await batcher.stop()
+        return results, batcher.stats
+
+    results, stats = asyncio.run(submit_all())
+    assert results == ["A", "B", "C", "D", "E"]
+    # a+b fit in 4 rows, c+d do not, d (5 rows) runs alone, e waits out the window alone
+    assert calls == [["a", "b"], ["c"], ["d"], ["e"]]
+    assert (stats.batches, stats.rows, stats.largest_batch) == (4, 11, 5)
 
 
 # ---------------------------------------------------------------- the image store
