@@ -107,15 +107,13 @@ class Service:
         self.render_pool = ThreadPoolExecutor(settings.render_threads, thread_name_prefix="attngan-render")
 
     def counts(self, n_captions: int, n: int) -> None:
-        """At most max_captions captions, max_images images each and max_batch in all."""
+        """At most max_captions captions and max_images images each (a request of more
+        images than max_batch is drawn alone, in one call)."""
         s = self.settings
         if n_captions > s.max_captions:
             raise RequestError("captions", f"{n_captions} captions; at most {s.max_captions} a request")
         if n > s.max_images:
             raise RequestError("n", f"{n} images per caption; at most {s.max_images}")
-        if n_captions * n > s.max_batch:
-            raise RequestError("n", f"{n_captions} captions x {n} images = {n_captions * n}; at most "
-                                    f"{s.max_batch} images a request")
 
     def captions(self, texts: list[str], field: str = "captions") -> list[Caption]:
         """Checked captions: not too long, and at least one known word each."""

@@ -13,7 +13,8 @@ def _limit(default, help: str):
 
 @dataclass
 class Settings:
-    max_batch: int = _limit(32, "most images drawn in one generator call (and in one request)")
+    max_batch: int = _limit(32, "most images of several requests drawn in one generator call (a larger request "
+                                "is drawn alone)")
     max_wait_ms: float = _limit(10.0, "how long the first request of a batch waits for others to join it")
     max_queue: int = _limit(256, "most requests waiting; beyond, 503 with Retry-After")
     timeout_s: float = _limit(60.0, "a request unanswered after this many seconds gets 504 and is cancelled")
