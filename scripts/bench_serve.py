@@ -92,6 +92,7 @@ def run_server(argv: list[str], captions: list[str], args, requests: int) -> dic
                 if time.monotonic() > deadline:
                     sys.exit("attngan-serve did not answer within 300 s")
                 time.sleep(0.2)
+            info = client.get("/v1/info").json()
             rng = np.random.default_rng(0)
 
             def bodies(n: int, offset: int) -> list[dict]:
@@ -115,6 +116,8 @@ def run_server(argv: list[str], captions: list[str], args, requests: int) -> dic
     ok = [lat for lat, status in zip(latencies, statuses) if status == 200]
     return {
         "requests": requests, "clients": args.clients, "seconds": round(wall, 2),
+        "server": {"max_batch": info["limits"]["max_batch"], "torch_threads": info["torch_threads"],
+                   "omp_wait_policy": info["omp_wait_policy"], "render_threads": info["limits"]["render_threads"]},
         "throughput_per_s": round(requests / wall, 2),
         "latency_ms": {f"p{q}": round(float(np.percentile(ok, q)) * 1000, 1) for q in (50, 95, 99)} if ok else {},
         "statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},
@@ -134,7 +137,7 @@ def main() -> int:
     parser.add_argument("--single-requests", type=int, default=300, help="requests of the one-at-a-time run")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=200, help="requests before measuring (they fill the store)")
-    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-batch", type=int, default=None, help="default: the server's (16 on the CPU, 32 on CUDA)")
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=None, help="the server's PyTorch threads (default: its own)")
     parser.add_argument("--stages", type=int, nargs="*", default=None, help="image sizes asked for (default all)")
@@ -162,13 +165,13 @@ def main() -> int:
         images_per_request = len(args.stages) if args.stages else cfg.TREE.BRANCH_NUM
         store = ["--store-images", str(args.warmup * images_per_request)]
         print(f"[bench_serve] {args.cfg} ({weights} weights, {cfg.TRAIN.NET_G}) on "
-              f"{'cpu' if args.gpu < 0 else f'cuda:{args.gpu}'}, {os.cpu_count()} CPUs, torch "
-              f"{torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+              f"{'cpu' if args.gpu < 0 else f'cuda:{args.gpu}'}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+              flush=True)
         results = {
             "config": args.cfg, "weights": weights, "gpu": args.gpu, "stages": args.stages, "attention": args.attention,
-            "threads": args.threads, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
-            "batched": run_server(base + store + ["--max-batch", str(args.max_batch), "--max-wait-ms",
-                                                  str(args.max_wait_ms)], sentences, args, args.requests),
+            "max_wait_ms": args.max_wait_ms,
+            "batched": run_server(base + store + (["--max-batch", str(args.max_batch)] if args.max_batch else [])
+                                  + ["--max-wait-ms", str(args.max_wait_ms)], sentences, args, args.requests),
             "one_at_a_time": run_server(base + store + ["--max-batch", "1", "--max-wait-ms", "0"], sentences, args,
                                         args.single_requests),
         }
@@ -176,7 +179,8 @@ def main() -> int:
     results["speedup"] = round(batched["throughput_per_s"] / single["throughput_per_s"], 2)
     for name, r in (("batched", batched), ("one at a time", single)):
         lat, mem = r["latency_ms"], r["rss_mb"]
-        print(f"[bench_serve] {name}: {r['requests']} requests from {r['clients']} clients in {r['seconds']} s = "
+        print(f"[bench_serve] {name} (max batch {r['server']['max_batch']}, {r['server']['torch_threads']} PyTorch "
+              f"threads): {r['requests']} requests from {r['clients']} clients in {r['seconds']} s = "
               f"{r['throughput_per_s']} captions/s; latency p50 {lat.get('p50')} ms, p95 {lat.get('p95')} ms, "
               f"p99 {lat.get('p99')} ms; statuses {r['statuses']}; {r['generator_calls']} generator calls of "
               f"{r['mean_batch_rows']} images on average; RSS {mem['after_warmup']} MiB after warm-up, "

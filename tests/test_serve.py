@@ -481,7 +481,8 @@ def test_attngan_serve_command_serves(cfg):
         port = s.getsockname()[1]
     process = subprocess.Popen([sys.executable, "-m", "attngan.serve", "--cfg", cfg.FILE, "--port", str(port),
                                 "--no-access-log", "--log-level", "warning"], cwd=ROOT,
-                               env={**os.environ, "PYTHONPATH": str(ROOT / "code")},
+                               env={**{k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"},
+                                    "PYTHONPATH": str(ROOT / "code")},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
@@ -494,6 +495,9 @@ def test_attngan_serve_command_serves(cfg):
             wait_until(up, "attngan-serve to answer", seconds=60)
             response = c.post("/api/v1.0/bird", json={"caption": CAPTION})
             assert response.status_code == 201 and c.get(response.json()["bird"]["medium"]).status_code == 200
+            # the command's CPU defaults: batches of 16, OpenMP threads that sleep when idle
+            info = c.get("/v1/info").json()
+            assert info["limits"]["max_batch"] == 16 and info["omp_wait_policy"] == "PASSIVE"
     finally:
         process.terminate()
         process.wait(30)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -165,6 +166,7 @@ class Service:
             "config": {"file": e.cfg_file, "name": cfg.CONFIG_NAME, "dataset": cfg.DATASET_NAME,
                        "data_dir": str(cfg.DATA_DIR)},
             "device": str(e.device), "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "generator": "G_DCGAN" if cfg.GAN.B_DCGAN else "G_NET",
             "stages": [{"stage": k + 1, "size": size} for k, size in enumerate(e.sizes)],
             "attention_stages": [{"stage": k + 2, "size": size} for k, size in enumerate(e.attention_sizes)],
