@@ -14,6 +14,7 @@ get random weights of the config's shape, on a small generated shapes vocabulary
 of a call does not depend on the weights. The warm-up fills the image store (its bounds
 are set to what the warm-up writes), so RSS after the run shows whether memory stays flat.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,11 +35,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "code"))
 
+from benchmark import make_data  # noqa: E402  (scripts/benchmark.py: shapes data and random encoders)
+
 from attngan.checkpoint import save_weights  # noqa: E402
-from attngan.config import apply_overrides, load_config  # noqa: E402
+from attngan.config import load_config  # noqa: E402
 from attngan.models import build_generator  # noqa: E402
 from attngan.sampling import read_caption_file, read_example_list  # noqa: E402
-from benchmark import make_data  # noqa: E402  (scripts/benchmark.py: shapes data and random encoders)
 
 
 def rss_mb(pid: int) -> dict[str, float]:
@@ -60,6 +62,7 @@ async def load(url: str, bodies: list[dict], clients: int) -> tuple[list[int], l
     queue = iter(range(len(bodies)))
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+
         async def worker():
             for i in queue:
                 start = time.perf_counter()
@@ -74,8 +77,17 @@ async def load(url: str, bodies: list[dict], clients: int) -> tuple[list[int], l
 def run_server(argv: list[str], captions: list[str], args, requests: int) -> dict:
     """Start attngan-serve with ``argv``, warm it up, measure ``requests``; returns the numbers."""
     port = free_port()
-    command = [sys.executable, "-m", "attngan.serve", *argv, "--port", str(port), "--no-access-log",
-               "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "attngan.serve",
+        *argv,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "code")})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -99,10 +111,12 @@ def run_server(argv: list[str], captions: list[str], args, requests: int) -> dic
                 body = {"n": 1, "format": "url", "attention": args.attention}
                 if args.stages:
                     body["stages"] = args.stages
-                return [{**body, "captions": [captions[int(rng.integers(len(captions)))]], "seed": offset + i}
-                        for i in range(n)]
+                return [
+                    {**body, "captions": [captions[int(rng.integers(len(captions)))]], "seed": offset + i}
+                    for i in range(n)
+                ]
 
-            asyncio.run(load(url, bodies(args.warmup, 10 ** 6), args.clients))
+            asyncio.run(load(url, bodies(args.warmup, 10**6), args.clients))
             after_warmup = rss_mb(server.pid)["rss"]
             before = client.get("/v1/health").json()["batching"]
             statuses, latencies, wall = asyncio.run(load(url, bodies(requests, 0), args.clients))
@@ -115,15 +129,25 @@ def run_server(argv: list[str], captions: list[str], args, requests: int) -> dic
     rows = after["batching"]["rows"] - before["rows"]
     ok = [lat for lat, status in zip(latencies, statuses) if status == 200]
     return {
-        "requests": requests, "clients": args.clients, "seconds": round(wall, 2),
-        "server": {"max_batch": info["limits"]["max_batch"], "torch_threads": info["torch_threads"],
-                   "omp_wait_policy": info["omp_wait_policy"], "render_threads": info["limits"]["render_threads"]},
+        "requests": requests,
+        "clients": args.clients,
+        "seconds": round(wall, 2),
+        "server": {
+            "max_batch": info["limits"]["max_batch"],
+            "torch_threads": info["torch_threads"],
+            "omp_wait_policy": info["omp_wait_policy"],
+            "render_threads": info["limits"]["render_threads"],
+        },
         "throughput_per_s": round(requests / wall, 2),
         "latency_ms": {f"p{q}": round(float(np.percentile(ok, q)) * 1000, 1) for q in (50, 95, 99)} if ok else {},
         "statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},
-        "generator_calls": batches, "mean_batch_rows": round(rows / max(batches, 1), 2),
-        "rss_mb": {"after_warmup": round(after_warmup, 1), "after_run": round(memory["rss"], 1),
-                   "peak": round(memory["peak"], 1)},
+        "generator_calls": batches,
+        "mean_batch_rows": round(rows / max(batches, 1), 2),
+        "rss_mb": {
+            "after_warmup": round(after_warmup, 1),
+            "after_run": round(memory["rss"], 1),
+            "peak": round(memory["peak"], 1),
+        },
         "store": after["store"],
     }
 
@@ -146,8 +170,9 @@ def main() -> int:
     args = parser.parse_args()
 
     cfg = load_config(ROOT / args.cfg)
-    cfg.DATA_DIR, cfg.TRAIN.NET_G, cfg.TRAIN.NET_E = (str(ROOT / p) for p in (cfg.DATA_DIR, cfg.TRAIN.NET_G,
-                                                                               cfg.TRAIN.NET_E))
+    cfg.DATA_DIR, cfg.TRAIN.NET_G, cfg.TRAIN.NET_E = (
+        str(ROOT / p) for p in (cfg.DATA_DIR, cfg.TRAIN.NET_G, cfg.TRAIN.NET_E)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         trained = all(Path(p).exists() for p in (cfg.DATA_DIR, cfg.TRAIN.NET_G, cfg.TRAIN.NET_E))
         if args.random_weights or not trained:
@@ -157,35 +182,62 @@ def main() -> int:
             save_weights(build_generator(cfg), cfg.TRAIN.NET_G)
         weights = "trained" if trained and not args.random_weights else "random"
         sentences, _ = read_caption_file(Path(cfg.DATA_DIR) / f"{read_example_list(cfg.DATA_DIR)[0]}.txt")
-        base = ["--cfg", str(ROOT / args.cfg), "--gpu", str(args.gpu), "--data_dir", cfg.DATA_DIR,
-                "--max-queue", str(4 * args.clients), "--set", f"TRAIN.NET_G={cfg.TRAIN.NET_G}",
-                f"TRAIN.NET_E={cfg.TRAIN.NET_E}", f"DATASET_NAME={cfg.DATASET_NAME}"]
+        base = [
+            "--cfg",
+            str(ROOT / args.cfg),
+            "--gpu",
+            str(args.gpu),
+            "--data_dir",
+            cfg.DATA_DIR,
+            "--max-queue",
+            str(4 * args.clients),
+            "--set",
+            f"TRAIN.NET_G={cfg.TRAIN.NET_G}",
+            f"TRAIN.NET_E={cfg.TRAIN.NET_E}",
+            f"DATASET_NAME={cfg.DATASET_NAME}",
+        ]
         if args.threads:
             base += ["--threads", str(args.threads)]
         images_per_request = len(args.stages) if args.stages else cfg.TREE.BRANCH_NUM
         store = ["--store-images", str(args.warmup * images_per_request)]
-        print(f"[bench_serve] {args.cfg} ({weights} weights, {cfg.TRAIN.NET_G}) on "
-              f"{'cpu' if args.gpu < 0 else f'cuda:{args.gpu}'}, {os.cpu_count()} CPUs, torch {torch.__version__}",
-              flush=True)
+        print(
+            f"[bench_serve] {args.cfg} ({weights} weights, {cfg.TRAIN.NET_G}) on "
+            f"{'cpu' if args.gpu < 0 else f'cuda:{args.gpu}'}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+            flush=True,
+        )
         results = {
-            "config": args.cfg, "weights": weights, "gpu": args.gpu, "stages": args.stages, "attention": args.attention,
+            "config": args.cfg,
+            "weights": weights,
+            "gpu": args.gpu,
+            "stages": args.stages,
+            "attention": args.attention,
             "max_wait_ms": args.max_wait_ms,
-            "batched": run_server(base + store + (["--max-batch", str(args.max_batch)] if args.max_batch else [])
-                                  + ["--max-wait-ms", str(args.max_wait_ms)], sentences, args, args.requests),
-            "one_at_a_time": run_server(base + store + ["--max-batch", "1", "--max-wait-ms", "0"], sentences, args,
-                                        args.single_requests),
+            "batched": run_server(
+                base
+                + store
+                + (["--max-batch", str(args.max_batch)] if args.max_batch else [])
+                + ["--max-wait-ms", str(args.max_wait_ms)],
+                sentences,
+                args,
+                args.requests,
+            ),
+            "one_at_a_time": run_server(
+                base + store + ["--max-batch", "1", "--max-wait-ms", "0"], sentences, args, args.single_requests
+            ),
         }
     batched, single = results["batched"], results["one_at_a_time"]
     results["speedup"] = round(batched["throughput_per_s"] / single["throughput_per_s"], 2)
     for name, r in (("batched", batched), ("one at a time", single)):
         lat, mem = r["latency_ms"], r["rss_mb"]
-        print(f"[bench_serve] {name} (max batch {r['server']['max_batch']}, {r['server']['torch_threads']} PyTorch "
-              f"threads): {r['requests']} requests from {r['clients']} clients in {r['seconds']} s = "
-              f"{r['throughput_per_s']} captions/s; latency p50 {lat.get('p50')} ms, p95 {lat.get('p95')} ms, "
-              f"p99 {lat.get('p99')} ms; statuses {r['statuses']}; {r['generator_calls']} generator calls of "
-              f"{r['mean_batch_rows']} images on average; RSS {mem['after_warmup']} MiB after warm-up, "
-              f"{mem['after_run']} MiB after the run ({(mem['after_run'] / mem['after_warmup'] - 1) * 100:+.1f} %), "
-              f"peak {mem['peak']} MiB")
+        print(
+            f"[bench_serve] {name} (max batch {r['server']['max_batch']}, {r['server']['torch_threads']} PyTorch "
+            f"threads): {r['requests']} requests from {r['clients']} clients in {r['seconds']} s = "
+            f"{r['throughput_per_s']} captions/s; latency p50 {lat.get('p50')} ms, p95 {lat.get('p95')} ms, "
+            f"p99 {lat.get('p99')} ms; statuses {r['statuses']}; {r['generator_calls']} generator calls of "
+            f"{r['mean_batch_rows']} images on average; RSS {mem['after_warmup']} MiB after warm-up, "
+            f"{mem['after_run']} MiB after the run ({(mem['after_run'] / mem['after_warmup'] - 1) * 100:+.1f} %), "
+            f"peak {mem['peak']} MiB"
+        )
     print(f"[bench_serve] batching's throughput: {results['speedup']}x one-at-a-time")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -3,6 +3,7 @@ client, a tiny random-weight generator on generated shapes data. The original's 
 fields, /v1/generate equal to attngan-sample, every bad request a 4xx naming its field,
 concurrent requests batched and equal to the same requests served alone, a full queue,
 timeouts, the bounded image store, start-up errors and the command itself."""
+
 import asyncio
 import base64
 import contextlib
@@ -146,6 +147,7 @@ def wait_until(condition, what: str, seconds: float = 30):
 
 # ---------------------------------------------------------------- the original's routes
 
+
 def test_original_bird_route_has_its_fields_and_the_sizes_its_names_say(client, cfg):
     response = client.post("/api/v1.0/bird", json={"caption": CAPTION})
     assert response.status_code == 201
@@ -158,8 +160,11 @@ def test_original_bird_route_has_its_fields_and_the_sizes_its_names_say(client, 
     words = CAPTION.split()
     assert all(w in load_text_data(cfg.DATA_DIR, 10).wordtoix for w in words)
     # map1: stage 2's attention figure (image, then one map per word, title and labels above)
-    assert pixels(png_of({"base64": None, "url": bird["map1"]}, client)).shape == \
-        (2 * LABEL_HEIGHT + 128, (1 + len(words)) * 128, 3)
+    assert pixels(png_of({"base64": None, "url": bird["map1"]}, client)).shape == (
+        2 * LABEL_HEIGHT + 128,
+        (1 + len(words)) * 128,
+        3,
+    )
     assert bird["small"].startswith(f"{client.base_url.scheme}://{client.base_url.netloc.decode()}/images/")
 
 
@@ -168,41 +173,54 @@ def test_original_birds_route_gives_six_different_samples(client):
     assert response.status_code == 201
     birds = response.json()["bird"]
     assert set(birds) == {f"bird{i}" for i in range(1, 7)} | {"caption", "elapsed", "seed"}
-    images = {size: [png_of({"base64": None, "url": birds[f"bird{i}"][size]}, client) for i in range(1, 7)]
-              for size in ("small", "medium")}
+    images = {
+        size: [png_of({"base64": None, "url": birds[f"bird{i}"][size]}, client) for i in range(1, 7)]
+        for size in ("small", "medium")
+    }
     assert all(pixels(p).shape == (64, 64, 3) for p in images["small"])
     assert len(set(images["medium"])) == 6 and all(pixels(p).shape == (128, 128, 3) for p in images["medium"])
     assert all(birds[f"bird{i}"]["large"] is None for i in range(1, 7))
     # the same seed gives the same six samples as /v1/generate with n=6
     v1 = client.post("/v1/generate", json={"captions": [CAPTION], "n": 6, "seed": 3, "format": "base64"})
-    assert [[png_of(s["stages"][k]) for s in v1.json()["captions"][0]["images"]] for k in (0, 1)] == \
-        [images["small"], images["medium"]]
+    assert [[png_of(s["stages"][k]) for s in v1.json()["captions"][0]["images"]] for k in (0, 1)] == [
+        images["small"],
+        images["medium"],
+    ]
 
 
-@pytest.mark.parametrize("body, content, message", [
-    (None, "not json", "body: not valid JSON"),
-    ({}, None, "caption: required"),
-    ({"caption": 7}, None, "caption: Input should be a valid string"),
-    ({"caption": "zebra okapi"}, None, "caption: caption 'zebra okapi' has no word in the vocabulary"),
-])
+@pytest.mark.parametrize(
+    "body, content, message",
+    [
+        (None, "not json", "body: not valid JSON"),
+        ({}, None, "caption: required"),
+        ({"caption": 7}, None, "caption: Input should be a valid string"),
+        ({"caption": "zebra okapi"}, None, "caption: caption 'zebra okapi' has no word in the vocabulary"),
+    ],
+)
 def test_original_routes_answer_bad_requests_with_400(client, body, content, message):
     for route in ("/api/v1.0/bird", "/api/v1.0/birds"):
-        response = client.post(route, json=body) if content is None else \
-            client.post(route, content=content, headers={"content-type": "application/json"})
+        response = (
+            client.post(route, json=body)
+            if content is None
+            else client.post(route, content=content, headers={"content-type": "application/json"})
+        )
         assert response.status_code == 400, response.text
         assert response.json()["error"].startswith(message)
 
 
 # ---------------------------------------------------------------- /v1/generate
 
+
 def test_generate_equals_attngan_sample_byte_for_byte(client, cfg, tmp_path, capsys):
     caption = "a red zebra circle at the top"  # 'zebra' is out of the vocabulary
     out = tmp_path / "sample"
-    assert sample_main(["--cfg", cfg.FILE, "--caption", caption, "--n", "2", "--manualSeed", "11",
-                        "--out", str(out)]) == 0
+    assert (
+        sample_main(["--cfg", cfg.FILE, "--caption", caption, "--n", "2", "--manualSeed", "11", "--out", str(out)]) == 0
+    )
     capsys.readouterr()
-    response = client.post("/v1/generate", json={"captions": [caption], "n": 2, "seed": 11, "attention": True,
-                                                  "format": "base64"})
+    response = client.post(
+        "/v1/generate", json={"captions": [caption], "n": 2, "seed": 11, "attention": True, "format": "base64"}
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["seed"] == 11 and body["batch"] == {"rows": 2, "requests": 1}
@@ -211,8 +229,9 @@ def test_generate_equals_attngan_sample_byte_for_byte(client, cfg, tmp_path, cap
     assert result["dropped"] == ["zebra"] and result["words"] == ["a", "red", "circle", "at", "the", "top"]
     stem = "0_a_red_zebra_circle_at_the_top"
     for s, sample in enumerate(result["images"]):
-        assert [png_of(img) for img in sample["stages"]] == \
-            [(out / f"{stem}_{s}_g{k}.png").read_bytes() for k in range(2)]
+        assert [png_of(img) for img in sample["stages"]] == [
+            (out / f"{stem}_{s}_g{k}.png").read_bytes() for k in range(2)
+        ]
         assert png_of(sample["attention_figure"]) == (out / f"{stem}_{s}_attention.png").read_bytes()
         (stage,) = sample["attention"]
         assert stage["size"] == 128 and [w["word"] for w in stage["words"]] == result["words"]
@@ -244,11 +263,13 @@ def test_stages_formats_and_seeds(client):
     assert [(img["width"], img["height"]) for img in sample["stages"]] == [(128, 128)]
     assert sample["attention"] is None and sample["attention_figure"] is None and sample["stages"][0]["url"] is None
     # without a seed the server draws one and says which: asking for it again gives the same image
-    again = client.post("/v1/generate", json={"captions": [CAPTION], "stages": [128], "format": "base64",
-                                              "seed": body["seed"]}).json()
+    again = client.post(
+        "/v1/generate", json={"captions": [CAPTION], "stages": [128], "format": "base64", "seed": body["seed"]}
+    ).json()
     assert png_of(again["captions"][0]["images"][0]["stages"][0]) == png_of(sample["stages"][0])
-    other = client.post("/v1/generate", json={"captions": [CAPTION], "stages": [128], "format": "base64",
-                                              "seed": body["seed"] + 1}).json()
+    other = client.post(
+        "/v1/generate", json={"captions": [CAPTION], "stages": [128], "format": "base64", "seed": body["seed"] + 1}
+    ).json()
     assert png_of(other["captions"][0]["images"][0]["stages"][0]) != png_of(sample["stages"][0])
 
 
@@ -259,8 +280,9 @@ def test_info_and_health(client, cfg):
     assert info["attention_stages"] == [{"stage": 2, "size": 128}]
     assert info["vocabulary_size"] == load_text_data(cfg.DATA_DIR, 10).n_words
     files = {"generator": cfg.TRAIN.NET_G, "text_encoder": cfg.TRAIN.NET_E}
-    assert {c["role"]: (c["path"], c["sha256"]) for c in info["checkpoints"]} == \
-        {role: (path, hashlib.sha256(open(path, "rb").read()).hexdigest()) for role, path in files.items()}
+    assert {c["role"]: (c["path"], c["sha256"]) for c in info["checkpoints"]} == {
+        role: (path, hashlib.sha256(open(path, "rb").read()).hexdigest()) for role, path in files.items()
+    }
     health = client.get("/v1/health").json()
     assert health["status"] == "ok" and health["busy"] is False and health["waiting"] == 0
 
@@ -268,8 +290,14 @@ def test_info_and_health(client, cfg):
 def test_openapi_docs_and_the_page_load_nothing_from_elsewhere(client):
     schema = client.get("/openapi.json").json()
     assert {"/v1/generate", "/v1/health", "/v1/info", "/api/v1.0/bird", "/api/v1.0/birds"} <= set(schema["paths"])
-    assert set(schema["components"]["schemas"]["GenerateRequest"]["properties"]) == \
-        {"captions", "n", "seed", "stages", "attention", "format"}
+    assert set(schema["components"]["schemas"]["GenerateRequest"]["properties"]) == {
+        "captions",
+        "n",
+        "seed",
+        "stages",
+        "attention",
+        "format",
+    }
     for page in ("/", "/docs", "/redoc"):
         html = client.get(page)
         assert html.status_code == 200
@@ -288,19 +316,33 @@ BAD_REQUESTS = [  # (body or raw text, status, field, start of the message)
     ({"captions": ["a red circle", ""]}, 422, "captions[1]", "captions[1]: caption '' has no words"),
     ({"captions": ["   !!"]}, 422, "captions[0]", "captions[0]: caption '   !!' has no words"),
     ({"captions": ["日本語"]}, 422, "captions[0]", "captions[0]: caption '日本語' has no ASCII word"),
-    ({"captions": ["zebra okapi"]}, 422, "captions[0]", "captions[0]: caption 'zebra okapi' has no word in the vocabulary"),
+    (
+        {"captions": ["zebra okapi"]},
+        422,
+        "captions[0]",
+        "captions[0]: caption 'zebra okapi' has no word in the vocabulary",
+    ),
     ({"captions": ["a red circle"] * 9}, 422, "captions", "captions: 9 captions; at most 8"),
     ({"captions": ["a red circle"], "n": 9}, 422, "n", "n: 9 images per caption; at most 8"),
     ({"captions": ["a red circle"], "n": 0}, 422, "n", "n: Input should be greater than or equal to 1"),
     ({"captions": ["a red circle"], "n": "2"}, 422, "n", "n: Input should be a valid integer"),
     ({"captions": ["red " * 80]}, 422, "captions[0]", "captions[0]: 320 characters; at most 300"),
-    ({"captions": ["a red circle"], "stages": [64, 256]}, 422, "stages[1]",
-     "stages[1]: 256 is not a stage of this generator; its stages are 64, 128"),
+    (
+        {"captions": ["a red circle"], "stages": [64, 256]},
+        422,
+        "stages[1]",
+        "stages[1]: 256 is not a stage of this generator; its stages are 64, 128",
+    ),
     ({"captions": ["a red circle"], "stages": ["big"]}, 422, "stages[0]", "stages[0]: Input should be a valid integer"),
     ({"captions": ["a red circle"], "seed": -1}, 422, "seed", "seed: Input should be greater than or equal to 0"),
-    ({"captions": ["a red circle"], "seed": 2 ** 32}, 422, "seed", "seed: Input should be less than or equal to"),
+    ({"captions": ["a red circle"], "seed": 2**32}, 422, "seed", "seed: Input should be less than or equal to"),
     ({"captions": ["a red circle"], "format": "jpeg"}, 422, "format", "format: Input should be 'url' or 'base64'"),
-    ({"captions": ["a red circle"], "attention": "yes"}, 422, "attention", "attention: Input should be a valid boolean"),
+    (
+        {"captions": ["a red circle"], "attention": "yes"},
+        422,
+        "attention",
+        "attention: Input should be a valid boolean",
+    ),
     ({"caption": "a red circle"}, 422, "captions", "captions: required"),
     ({"captions": ["a red circle"], "colour": 1}, 422, "colour", "colour: unknown field; expected one of captions"),
     ('{"captions": ["' + "a " * 40000 + '"]}', 413, "body", "body: 80018 bytes; at most 65536"),
@@ -319,7 +361,9 @@ def test_bad_requests_get_a_4xx_naming_the_field(client, body, status, field, me
 
 
 def test_wrong_content_type_method_and_path_are_4xx_json(client):
-    response = client.post("/v1/generate", content='{"captions": ["a red circle"]}', headers={"content-type": "text/plain"})
+    response = client.post(
+        "/v1/generate", content='{"captions": ["a red circle"]}', headers={"content-type": "text/plain"}
+    )
     assert response.status_code == 422 and response.json()["error"].startswith("body: expected a JSON object")
     for method, path, status in (("GET", "/v1/generate", 405), ("GET", "/nowhere", 404), ("GET", "/images/x.png", 404)):
         response = client.request(method, path)
@@ -327,6 +371,7 @@ def test_wrong_content_type_method_and_path_are_4xx_json(client):
 
 
 # ---------------------------------------------------------------- batching, queue, timeouts
+
 
 async def post_all(url: str, bodies: list[dict]) -> list:
     async with httpx.AsyncClient(base_url=url, timeout=60) as c:
@@ -336,8 +381,15 @@ async def post_all(url: str, bodies: list[dict]) -> list:
 def test_50_concurrent_requests_are_batched_and_equal_to_each_served_alone(server, client):
     words = ["red", "green", "blue", "circle", "square", "at", "the", "top", "left", "on", "a", "background"]
     rng = np.random.default_rng(0)
-    bodies = [{"captions": [" ".join(rng.choice(words, size=int(rng.integers(1, 12))))], "n": int(rng.integers(1, 3)),
-               "seed": i, "format": "base64"} for i in range(50)]
+    bodies = [
+        {
+            "captions": [" ".join(rng.choice(words, size=int(rng.integers(1, 12))))],
+            "n": int(rng.integers(1, 3)),
+            "seed": i,
+            "format": "base64",
+        }
+        for i in range(50)
+    ]
     stats = server.service.batcher.stats
     before = (stats.batches, stats.requests)
     gate = Gate(server.service.batcher)
@@ -387,7 +439,12 @@ def test_full_queue_is_503_with_retry_after(cfg):
 
 def test_a_request_larger_than_max_batch_is_drawn_alone(cfg):
     with serve(cfg, max_batch=2) as live, httpx.Client(base_url=live.url, timeout=30) as c:
-        body = {"captions": ["a red circle", "a blue square on a green background"], "n": 3, "seed": 4, "format": "base64"}
+        body = {
+            "captions": ["a red circle", "a blue square on a green background"],
+            "n": 3,
+            "seed": 4,
+            "format": "base64",
+        }
         response = c.post("/v1/generate", json=body)
         assert response.status_code == 200 and response.json()["batch"] == {"rows": 6, "requests": 1}
         assert [len(r["images"]) for r in response.json()["captions"]] == [3, 3]
@@ -427,8 +484,9 @@ def test_batches_take_whole_requests_oldest_first_up_to_max_batch():
         batcher = MicroBatcher(run, max_batch=4, max_wait_s=0.05, max_queue=10)
         await batcher.start()
         # all five queue before the batcher wakes: 11 rows
-        results = await asyncio.gather(*(batcher.submit(name, rows) for name, rows in
-                                         [("a", 1), ("b", 2), ("c", 2), ("d", 5), ("e", 1)]))
+        results = await asyncio.gather(
+            *(batcher.submit(name, rows) for name, rows in [("a", 1), ("b", 2), ("c", 2), ("d", 5), ("e", 1)])
+        )
         await batcher.stop()
         return results, batcher.stats
 
@@ -440,6 +498,7 @@ def test_batches_take_whole_requests_oldest_first_up_to_max_batch():
 
 
 # ---------------------------------------------------------------- the image store
+
 
 def test_image_store_keeps_the_newest_within_count_and_bytes():
     store = ImageStore(max_images=3, max_bytes=100)
@@ -454,8 +513,10 @@ def test_image_store_keeps_the_newest_within_count_and_bytes():
 
 def test_served_images_stay_bounded(cfg):
     with serve(cfg, store_images=4) as live, httpx.Client(base_url=live.url, timeout=30) as c:
-        urls = [c.post("/v1/generate", json={"captions": [CAPTION], "seed": s}).json()["captions"][0]["images"][0]
-                ["stages"] for s in range(3)]
+        urls = [
+            c.post("/v1/generate", json={"captions": [CAPTION], "seed": s}).json()["captions"][0]["images"][0]["stages"]
+            for s in range(3)
+        ]
         assert [c.get(u["url"]).status_code for u in urls[0]] == [404, 404]  # the oldest two are gone
         assert [c.get(u["url"]).status_code for u in urls[1] + urls[2]] == [200] * 4
         assert c.get("/v1/health").json()["store"]["images"] == 4
@@ -463,12 +524,19 @@ def test_served_images_stay_bounded(cfg):
 
 # ---------------------------------------------------------------- start-up and the command
 
-@pytest.mark.parametrize("change, message", [
-    (["--set", "TRAIN.NET_G=nowhere/netG.pth"], r"error \(FileNotFoundError\): checkpoint not found: nowhere/netG.pth"),
-    (["--set", "GAN.GF_DIM=8"], r"error \(CheckpointError\): .*netG_epoch_3.pth: key .* has shape"),
-    (["--set", "TRAIN.NOT_A_KEY=1"], r"error \(ConfigError\): .*NOT_A_KEY"),
-    (["--max-batch", "0"], r"error \(ValueError\): --max-batch must be > 0, got 0"),
-])
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            ["--set", "TRAIN.NET_G=nowhere/netG.pth"],
+            r"error \(FileNotFoundError\): checkpoint not found: nowhere/netG.pth",
+        ),
+        (["--set", "GAN.GF_DIM=8"], r"error \(CheckpointError\): .*netG_epoch_3.pth: key .* has shape"),
+        (["--set", "TRAIN.NOT_A_KEY=1"], r"error \(ConfigError\): .*NOT_A_KEY"),
+        (["--max-batch", "0"], r"error \(ValueError\): --max-batch must be > 0, got 0"),
+    ],
+)
 def test_start_up_errors_are_one_line(cfg, capsys, change, message):
     assert serve_main(["--cfg", cfg.FILE, "--port", "1", *change]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -479,13 +547,27 @@ def test_attngan_serve_command_serves(cfg):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "attngan.serve", "--cfg", cfg.FILE, "--port", str(port),
-                                "--no-access-log", "--log-level", "warning"], cwd=ROOT,
-                               env={**{k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"},
-                                    "PYTHONPATH": str(ROOT / "code")},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "attngan.serve",
+            "--cfg",
+            cfg.FILE,
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env={**{k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}, "PYTHONPATH": str(ROOT / "code")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+
             def up():
                 assert process.poll() is None, process.stdout.read().decode()
                 time.sleep(0.1)  # leave the CPU to the starting server

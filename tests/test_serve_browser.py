@@ -3,6 +3,7 @@ Selenium) against a real server: type a caption, draw, wait for every stage's im
 the word maps, check their labels, the out-of-vocabulary mark and that every image
 decodes; then change one word and check that the new image is the changed caption drawn
 from the same noise. Set ATTNGAN_SCREENSHOT=path to keep a screenshot of the page."""
+
 import base64
 import os
 import shutil
@@ -21,8 +22,9 @@ from test_serve import CPU, LiveServer, cfg, httpx, pixels  # noqa: E402,F401  (
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="no headless browser: apt-get install chromium "
-                                                                  "chromium-driver (.ci/run does)")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER), reason="no headless browser: apt-get install chromium chromium-driver (.ci/run does)"
+)
 
 ALL_DECODED = "return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
 
@@ -31,7 +33,13 @@ ALL_DECODED = "return Array.from(document.images).every(i => i.complete && i.nat
 def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1400"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1400",
+    ):
         options.add_argument(arg)
     try:
         driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
@@ -54,19 +62,29 @@ def wait_for(driver, condition, what: str, seconds: float = 60):
 
 
 def test_draw_a_caption_then_change_one_word(browser, cfg, tmp_path):
-    with LiveServer(create_app(Engine(cfg, CPU, cfg.FILE))) as live, \
-            httpx.Client(base_url=live.url, timeout=30) as client:
+    with (
+        LiveServer(create_app(Engine(cfg, CPU, cfg.FILE))) as live,
+        httpx.Client(base_url=live.url, timeout=30) as client,
+    ):
         browser.get(live.url + "/")
-        wait_for(browser, lambda d: "stages 64×64, 128×128" in d.find_element(By.ID, "model-info").text,
-                 "the model's description")
+        wait_for(
+            browser,
+            lambda d: "stages 64×64, 128×128" in d.find_element(By.ID, "model-info").text,
+            "the model's description",
+        )
         caption = browser.find_element(By.ID, "caption")
         caption.clear()
         caption.send_keys("a red zebra circle at the top")
         browser.find_element(By.ID, "seed").send_keys("42")
         Select(browser.find_element(By.ID, "count")).select_by_visible_text("2")
         browser.find_element(By.ID, "draw").click()
-        wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".sample img.word-map")) == 12
-                 and d.execute_script(ALL_DECODED), "two samples with their word maps")
+        wait_for(
+            browser,
+            lambda d: (
+                len(d.find_elements(By.CSS_SELECTOR, ".sample img.word-map")) == 12 and d.execute_script(ALL_DECODED)
+            ),
+            "two samples with their word maps",
+        )
 
         kept = ["a", "red", "circle", "at", "the", "top"]
         assert texts(browser.find_elements(By.CSS_SELECTOR, "#tokens .oov")) == ["zebra"]
@@ -87,11 +105,17 @@ def test_draw_a_caption_then_change_one_word(browser, cfg, tmp_path):
         Select(browser.find_element(By.ID, "word-index")).select_by_visible_text("red")
         browser.find_element(By.ID, "new-word").send_keys("blue")
         browser.find_element(By.ID, "compare").click()
-        wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#comparison .pair img")) == 4
-                 and d.execute_script(ALL_DECODED), "the two pairs")
+        wait_for(
+            browser,
+            lambda d: (
+                len(d.find_elements(By.CSS_SELECTOR, "#comparison .pair img")) == 4 and d.execute_script(ALL_DECODED)
+            ),
+            "the two pairs",
+        )
         pairs = browser.find_elements(By.CSS_SELECTOR, "#comparison .pair")
-        expected = client.post("/v1/generate", json={"captions": ["a blue circle at the top"], "n": 2, "seed": 42,
-                                                     "format": "base64"}).json()["captions"][0]["images"]
+        expected = client.post(
+            "/v1/generate", json={"captions": ["a blue circle at the top"], "n": 2, "seed": 42, "format": "base64"}
+        ).json()["captions"][0]["images"]
         last_stages = [s.find_elements(By.CSS_SELECTOR, ".stages img")[-1].get_attribute("src") for s in samples]
         for pair, before_src, sample in zip(pairs, last_stages, expected):
             before, after = pair.find_elements(By.TAG_NAME, "img")

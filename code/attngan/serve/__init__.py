@@ -4,6 +4,7 @@ engine (models and captions, as attngan-sample) -> batching (micro-batches off t
 loop) -> render (PNG files) and store (bounded images) -> app (routes) -> cli.
 Needs the ``serve`` extra (FastAPI, uvicorn).
 """
+
 import os
 import sys
 

@@ -5,6 +5,7 @@ Every bad request is a 4xx whose JSON body names the field and what was expected
 (``{"error": ..., "field": ...}``); a full queue is 503 with Retry-After; a request that
 runs past the timeout is 504 and is taken out of the queue.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,7 @@ from starlette.exceptions import HTTPException
 from . import render
 from .batching import MicroBatcher, QueueFull
 from .engine import Caption, Drawn, Engine, Rows
-from .schemas import (MAX_SEED, BirdRequest, BirdResponse, BirdsResponse, ErrorOut, GenerateRequest,
-                      GenerateResponse)
+from .schemas import MAX_SEED, BirdRequest, BirdResponse, BirdsResponse, ErrorOut, GenerateRequest, GenerateResponse
 from .settings import Settings
 from .store import ImageStore
 
@@ -66,7 +66,10 @@ def describe(error: dict[str, Any], fields: list[str], example: str) -> tuple[st
     if field == "body":
         if kind == "missing":
             return field, "missing; expected a JSON object (Content-Type: application/json)"
-        return field, f"expected a JSON object (Content-Type: application/json), got {type(error.get('input')).__name__}"
+        return (
+            field,
+            f"expected a JSON object (Content-Type: application/json), got {type(error.get('input')).__name__}",
+        )
     if kind == "missing":
         return field, "required"
     if kind == "extra_forbidden":
@@ -100,9 +103,10 @@ class Service:
     def __init__(self, engine: Engine, settings: Settings):
         settings.check()
         self.engine, self.settings = engine, settings
-        self.batcher: MicroBatcher[Rows, Drawn] = MicroBatcher(engine.run, settings.max_batch,
-                                                               settings.max_wait_ms / 1000, settings.max_queue)
-        self.store = ImageStore(settings.store_images, int(settings.store_mb * 2 ** 20))
+        self.batcher: MicroBatcher[Rows, Drawn] = MicroBatcher(
+            engine.run, settings.max_batch, settings.max_wait_ms / 1000, settings.max_queue
+        )
+        self.store = ImageStore(settings.store_images, int(settings.store_mb * 2**20))
         # PNG encoding on a few threads of its own: a whole batch's requests at once on the
         # default pool of 40 threads would fight the generator for the CPUs and the GIL
         self.render_pool = ThreadPoolExecutor(settings.render_threads, thread_name_prefix="attngan-render")
@@ -137,19 +141,24 @@ class Service:
             return list(range(len(known)))
         for i, size in enumerate(sizes):
             if size not in known:
-                raise RequestError(f"stages[{i}]", f"{size} is not a stage of this generator; its stages are "
-                                                   f"{', '.join(map(str, known))}")
+                raise RequestError(
+                    f"stages[{i}]",
+                    f"{size} is not a stage of this generator; its stages are {', '.join(map(str, known))}",
+                )
         return sorted({known.index(size) for size in sizes})
 
     async def within_timeout(self, work: Awaitable[T]) -> T:
         try:
             return await asyncio.wait_for(work, self.settings.timeout_s)
         except asyncio.TimeoutError:
-            raise RequestError(None, f"the request took longer than {self.settings.timeout_s:g} s "
-                                          "(attngan-serve --timeout-s) and was cancelled", status=504) from None
+            raise RequestError(
+                None,
+                f"the request took longer than {self.settings.timeout_s:g} s "
+                "(attngan-serve --timeout-s) and was cancelled",
+                status=504,
+            ) from None
 
-    async def draw(self, captions: list[Caption], n: int, seed: int | None,
-                   then: Callable[[Drawn, int], T]) -> T:
+    async def draw(self, captions: list[Caption], n: int, seed: int | None, then: Callable[[Drawn, int], T]) -> T:
         """The images of ``n`` samples of each caption, passed with the seed to ``then`` (run
         on a worker thread: PNG encoding), within the timeout."""
         seed = secrets.randbelow(MAX_SEED + 1) if seed is None else seed
@@ -163,19 +172,25 @@ class Service:
     def info(self) -> dict[str, Any]:
         e, cfg = self.engine, self.engine.cfg
         return {
-            "config": {"file": e.cfg_file, "name": cfg.CONFIG_NAME, "dataset": cfg.DATASET_NAME,
-                       "data_dir": str(cfg.DATA_DIR)},
-            "device": str(e.device), "torch_threads": torch.get_num_threads(),
+            "config": {
+                "file": e.cfg_file,
+                "name": cfg.CONFIG_NAME,
+                "dataset": cfg.DATASET_NAME,
+                "data_dir": str(cfg.DATA_DIR),
+            },
+            "device": str(e.device),
+            "torch_threads": torch.get_num_threads(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "generator": "G_DCGAN" if cfg.GAN.B_DCGAN else "G_NET",
             "stages": [{"stage": k + 1, "size": size} for k, size in enumerate(e.sizes)],
             "attention_stages": [{"stage": k + 2, "size": size} for k, size in enumerate(e.attention_sizes)],
-            "z_dim": cfg.GAN.Z_DIM, "condition_dim": cfg.GAN.CONDITION_DIM,
+            "z_dim": cfg.GAN.Z_DIM,
+            "condition_dim": cfg.GAN.CONDITION_DIM,
             "vocabulary_size": e.n_words,
             "example_caption": e.example_caption,
             "checkpoints": [asdict(c) for c in e.checkpoints],
             "attention_mask": "each caption's own padding (FIXES.ATTENTION_MASK), so that shared batches "
-                              "do not change a request's images",
+            "do not change a request's images",
             "limits": asdict(self.settings),
         }
 
@@ -192,12 +207,16 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPIOffli
         service.render_pool.shutdown(wait=True, cancel_futures=True)
 
     app = FastAPIOffline(
-        title="AttnGAN", version="0.1.0", lifespan=lifespan,
+        title="AttnGAN",
+        version="0.1.0",
+        lifespan=lifespan,
         description="Text-to-image generation with AttnGAN (Xu et al., CVPR 2018): the original release's "
-                    "`/api/v1.0/bird(s)` routes and the `/v1` API. The web page is at `/`.")
+        "`/api/v1.0/bird(s)` routes and the `/v1` API. The web page is at `/`.",
+    )
     app.state.service = service
 
     app.add_middleware(BodyLimit, max_bytes=service.settings.max_body_bytes)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         errors, original = exc.errors(), request.url.path.startswith(ORIGINAL_PREFIX)
@@ -216,13 +235,17 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPIOffli
 
     @app.exception_handler(QueueFull)
     async def queue_full(request: Request, exc: QueueFull):
-        return error_response(503, f"{exc} (attngan-serve --max-queue {service.settings.max_queue})",
-                              headers={"Retry-After": str(exc.retry_after)})
+        return error_response(
+            503,
+            f"{exc} (attngan-serve --max-queue {service.settings.max_queue})",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
-        return error_response(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
-                              headers=getattr(exc, "headers", None))
+        return error_response(
+            exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", headers=getattr(exc, "headers", None)
+        )
 
     errors = {422: {"model": ErrorOut}, 503: {"model": ErrorOut}, 504: {"model": ErrorOut}}
 
@@ -241,10 +264,14 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPIOffli
         def respond(drawn: Drawn, seed: int) -> GenerateResponse:
             samples = render.samples(engine, drawn, captions, body.n, stages, body.attention, out)
             return GenerateResponse(
-                seed=seed, batch={"rows": drawn.batch_rows, "requests": drawn.batch_requests},
-                captions=[{"caption": c.text, "tokens": c.tokens, "words": c.words, "dropped": c.dropped,
-                           "images": s} for c, s in zip(captions, samples)],
-                elapsed=round(time.monotonic() - start, 4))
+                seed=seed,
+                batch={"rows": drawn.batch_rows, "requests": drawn.batch_requests},
+                captions=[
+                    {"caption": c.text, "tokens": c.tokens, "words": c.words, "dropped": c.dropped, "images": s}
+                    for c, s in zip(captions, samples)
+                ],
+                elapsed=round(time.monotonic() - start, 4),
+            )
 
         return await service.draw(captions, body.n, body.seed, respond)
 
@@ -252,11 +279,20 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPIOffli
         """(per sample the original's URLs, the seed); the attention figures for one sample only."""
         caption = service.captions([body.caption], field="caption")
         out = render.Output("url", service.store, lambda name: str(request.url_for("image", name=name)))
-        return await service.draw(caption, copies, body.seed, lambda drawn, seed: (
-            render.original_images(engine, drawn, caption[0], out, maps=copies == 1), seed))
+        return await service.draw(
+            caption,
+            copies,
+            body.seed,
+            lambda drawn, seed: (render.original_images(engine, drawn, caption[0], out, maps=copies == 1), seed),
+        )
 
-    @app.post("/api/v1.0/bird", status_code=201, response_model=BirdResponse, tags=["original"],
-              responses={400: {"model": ErrorOut}, 503: {"model": ErrorOut}, 504: {"model": ErrorOut}})
+    @app.post(
+        "/api/v1.0/bird",
+        status_code=201,
+        response_model=BirdResponse,
+        tags=["original"],
+        responses={400: {"model": ErrorOut}, 503: {"model": ErrorOut}, 504: {"model": ErrorOut}},
+    )
     async def bird(body: BirdRequest, request: Request) -> dict:
         """The original release's route: one sample of ``caption``; ``small``/``medium``/``large``
         are the URLs of the 64/128/256 images, ``map1``/``map2`` of the attention figures."""
@@ -264,8 +300,13 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPIOffli
         (urls,), seed = await original(body, request, 1)
         return {"bird": {**urls, "caption": body.caption, "elapsed": time.monotonic() - start, "seed": seed}}
 
-    @app.post("/api/v1.0/birds", status_code=201, response_model=BirdsResponse, tags=["original"],
-              responses={400: {"model": ErrorOut}, 503: {"model": ErrorOut}, 504: {"model": ErrorOut}})
+    @app.post(
+        "/api/v1.0/birds",
+        status_code=201,
+        response_model=BirdsResponse,
+        tags=["original"],
+        responses={400: {"model": ErrorOut}, 503: {"model": ErrorOut}, 504: {"model": ErrorOut}},
+    )
     async def birds(body: BirdRequest, request: Request) -> dict:
         """The original release's route: six samples of ``caption`` (``bird1`` ... ``bird6``)."""
         start = time.monotonic()
@@ -273,22 +314,36 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPIOffli
         birds = {f"bird{i + 1}": {k: urls[k] for k in ("small", "medium", "large")} for i, urls in enumerate(samples)}
         return {"bird": {**birds, "caption": body.caption, "elapsed": time.monotonic() - start, "seed": seed}}
 
-    @app.get("/images/{name}", name="image", tags=["images"], response_class=Response,
-             responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorOut}})
+    @app.get(
+        "/images/{name}",
+        name="image",
+        tags=["images"],
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorOut}},
+    )
     async def image(name: str) -> Response:
         """A PNG of an earlier response, while the bounded store still holds it (oldest out)."""
         png = service.store.get(name)
         if png is None:
-            return error_response(404, f"image {name!r} is not (or no longer) in the store; the store keeps the "
-                                       f"last {service.settings.store_images} images", "name")
+            return error_response(
+                404,
+                f"image {name!r} is not (or no longer) in the store; the store keeps the "
+                f"last {service.settings.store_images} images",
+                "name",
+            )
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/v1/health", tags=["v1"])
     async def health() -> dict:
         """Answers while the model works: whether it is busy, the queue, batching counters and the store."""
         b = service.batcher
-        return {"status": "ok", "busy": b.busy, "waiting": b.waiting, "batching": b.stats.as_dict(),
-                "store": service.store.stats()}
+        return {
+            "status": "ok",
+            "busy": b.busy,
+            "waiting": b.waiting,
+            "batching": b.stats.as_dict(),
+            "store": service.store.stats(),
+        }
 
     @app.get("/v1/info", tags=["v1"])
     async def info() -> dict:

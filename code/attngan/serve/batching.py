@@ -6,6 +6,7 @@ rows fit. The model runs on one thread of its own, off the event loop, so the se
 answers other routes meanwhile; requests arriving during a call form the next batch.
 A request whose caller stopped waiting (a timeout) is dropped from the queue and never run.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -63,8 +64,10 @@ class MicroBatcher(Generic[P, R]):
 
     def __init__(self, run: Callable[[list[P]], Sequence[R]], max_batch: int, max_wait_s: float, max_queue: int):
         if max_batch < 1 or max_queue < 1 or max_wait_s < 0:
-            raise ValueError(f"batching needs max_batch >= 1, max_queue >= 1 and a wait >= 0 s, got {max_batch}, "
-                             f"{max_queue} and {max_wait_s}")
+            raise ValueError(
+                f"batching needs max_batch >= 1, max_queue >= 1 and a wait >= 0 s, got {max_batch}, "
+                f"{max_queue} and {max_wait_s}"
+            )
         self.run_batch, self.max_batch, self.max_wait_s, self.max_queue = run, max_batch, max_wait_s, max_queue
         self._queue: deque[_Pending[P]] = deque()
         self._arrival = asyncio.Event()

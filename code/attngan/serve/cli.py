@@ -1,4 +1,5 @@
 """``attngan-serve``: load the generator once and serve the API and the web page."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,18 +14,24 @@ from .settings import Settings
 
 
 def parser() -> argparse.ArgumentParser:
-    p = base_parser("Serve a trained AttnGAN generator (TRAIN.NET_G, TRAIN.NET_E) over HTTP: the original's "
-                    "/api/v1.0/bird(s), the /v1 API (docs at /docs) and a web page at /.", "cfg/eval_bird.yml")
+    p = base_parser(
+        "Serve a trained AttnGAN generator (TRAIN.NET_G, TRAIN.NET_E) over HTTP: the original's "
+        "/api/v1.0/bird(s), the /v1 API (docs at /docs) and a web page at /.",
+        "cfg/eval_bird.yml",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
-    p.add_argument("--threads", type=int, default=None,
-                   help="PyTorch's CPU threads (default: PyTorch's, one per CPU)")
+    p.add_argument("--threads", type=int, default=None, help="PyTorch's CPU threads (default: PyTorch's, one per CPU)")
     for f in fields(Settings):
         default = "16 on the CPU, 32 on CUDA" if f.name == "max_batch" else f.default
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None,
-                       help=f"{f.metadata['help']} (default {default})")
+        p.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=type(f.default),
+            default=None,
+            help=f"{f.metadata['help']} (default {default})",
+        )
     return p
 
 
@@ -42,12 +49,16 @@ def main(argv: list[str] | None = None) -> int:
         from .app import create_app
         from .engine import Engine
     except ModuleNotFoundError as err:
-        print(f"error (ModuleNotFoundError): attngan-serve needs the serve extra ({err}); "
-              "install it with: pip install -e '.[serve]'", file=sys.stderr)
+        print(
+            f"error (ModuleNotFoundError): attngan-serve needs the serve extra ({err}); "
+            "install it with: pip install -e '.[serve]'",
+            file=sys.stderr,
+        )
         return 2
     try:
-        settings = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)
-                               if getattr(args, f.name) is not None})
+        settings = Settings(
+            **{f.name: getattr(args, f.name) for f in fields(Settings) if getattr(args, f.name) is not None}
+        )
         settings.check()
         if args.threads is not None and args.threads < 1:
             raise ValueError(f"--threads must be > 0, got {args.threads}")

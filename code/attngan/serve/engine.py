@@ -1,6 +1,7 @@
 """The model side of the server: the generator, the text encoder and the vocabulary loaded
 once, as ``attngan-sample`` loads them; captions checked as it checks them; the rows of
 several requests drawn in one generator call."""
+
 from __future__ import annotations
 
 import copy
@@ -14,8 +15,16 @@ import torch
 from easydict import EasyDict
 
 from ..data.text import load_text_data, tokenize
-from ..sampling import (batch_of, caption_noise, caption_words, generate, load_models, read_caption_file,
-                        read_example_list, stage_image)
+from ..sampling import (
+    batch_of,
+    caption_noise,
+    caption_words,
+    generate,
+    load_models,
+    read_caption_file,
+    read_example_list,
+    stage_image,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +113,17 @@ class Engine:
         self.wordtoix, self.n_words = text.wordtoix, text.n_words
         self.example_caption = example_caption(cfg.DATA_DIR)
         self.net_g, self.text_encoder = load_models(cfg, text.n_words, device)
-        self.checkpoints = [Checkpoint(role, str(path), Path(path).stat().st_size, sha256_of(path))
-                            for role, path in (("generator", cfg.TRAIN.NET_G), ("text_encoder", cfg.TRAIN.NET_E))]
+        self.checkpoints = [
+            Checkpoint(role, str(path), Path(path).stat().st_size, sha256_of(path))
+            for role, path in (("generator", cfg.TRAIN.NET_G), ("text_encoder", cfg.TRAIN.NET_E))
+        ]
         branches, base = cfg.TREE.BRANCH_NUM, cfg.TREE.BASE_SIZE
-        all_sizes = [base * 2 ** k for k in range(branches)]
+        all_sizes = [base * 2**k for k in range(branches)]
         self.sizes = all_sizes[-1:] if cfg.GAN.B_DCGAN else all_sizes  # the images G returns, in order
         # the size of the image each attention stage's maps belong to (sampling.stage_image)
-        self.attention_sizes = [self.sizes[k + 1] if len(self.sizes) > 1 else self.sizes[0]
-                                for k in range(branches - 1)]
+        self.attention_sizes = [
+            self.sizes[k + 1] if len(self.sizes) > 1 else self.sizes[0] for k in range(branches - 1)
+        ]
 
     def caption(self, text: str, where: str) -> Caption:
         """``text`` checked and encoded as ``attngan-sample --caption``; a caption without any

@@ -1,31 +1,52 @@
 """Request and response bodies of the API (pydantic models, shown in the OpenAPI docs)."""
+
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-MAX_SEED = 2 ** 32 - 1  # --manualSeed also seeds NumPy, which takes seeds below 2**32
+MAX_SEED = 2**32 - 1  # --manualSeed also seeds NumPy, which takes seeds below 2**32
 
 
 class GenerateRequest(BaseModel):
     """Images for one or several captions. Limits (captions, images, characters) are the
     server's, listed by ``/v1/info``."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"captions": ["a small red circle at the top left of a blue background"], "n": 2, "seed": 100,
-         "attention": True}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "captions": ["a small red circle at the top left of a blue background"],
+                    "n": 2,
+                    "seed": 100,
+                    "attention": True,
+                }
+            ]
+        },
+    )
 
     captions: list[StrictStr] = Field(min_length=1, description="the captions to draw")
     n: StrictInt = Field(1, ge=1, description="images per caption")
-    seed: StrictInt | None = Field(None, ge=0, le=MAX_SEED, description=(
-        "the noise: the same captions, n and seed give the images of `attngan-sample --caption ... --n N "
-        "--manualSeed SEED`; none: a random seed, returned in the response"))
-    stages: list[StrictInt] | None = Field(None, min_length=1, description=(
-        "the image sizes to return, e.g. [64, 256], of those the generator draws; none: all"))
+    seed: StrictInt | None = Field(
+        None,
+        ge=0,
+        le=MAX_SEED,
+        description=(
+            "the noise: the same captions, n and seed give the images of `attngan-sample --caption ... --n N "
+            "--manualSeed SEED`; none: a random seed, returned in the response"
+        ),
+    )
+    stages: list[StrictInt] | None = Field(
+        None,
+        min_length=1,
+        description=("the image sizes to return, e.g. [64, 256], of those the generator draws; none: all"),
+    )
     attention: StrictBool = Field(False, description="also each word's attention map over each attention stage's image")
-    format: Literal["url", "base64"] = Field("url", description=(
-        "url: PNGs kept by the server for a while under /images/; base64: the PNG files inline"))
+    format: Literal["url", "base64"] = Field(
+        "url", description=("url: PNGs kept by the server for a while under /images/; base64: the PNG files inline")
+    )
 
 
 class ImageOut(BaseModel):
@@ -48,9 +69,12 @@ class StageAttention(BaseModel):
 class Sample(BaseModel):
     stages: list[ImageOut] = Field(description="the requested stages' images, smallest first")
     attention: list[StageAttention] | None = Field(None, description="with attention: per attention stage")
-    attention_figure: ImageOut | None = Field(None, description=(
-        "with attention: every attention stage's image and word maps, labelled, as attngan-sample's "
-        "*_attention.png"))
+    attention_figure: ImageOut | None = Field(
+        None,
+        description=(
+            "with attention: every attention stage's image and word maps, labelled, as attngan-sample's *_attention.png"
+        ),
+    )
 
 
 class CaptionOut(BaseModel):

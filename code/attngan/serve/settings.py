@@ -1,4 +1,5 @@
 """The server's limits, each an ``attngan-serve`` option (``--max-batch`` for max_batch)."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,9 @@ def _limit(default, help: str):
 
 @dataclass
 class Settings:
-    max_batch: int = _limit(32, "most images of several requests drawn in one generator call (a larger request "
-                                "is drawn alone)")
+    max_batch: int = _limit(
+        32, "most images of several requests drawn in one generator call (a larger request is drawn alone)"
+    )
     max_wait_ms: float = _limit(10.0, "how long the first request of a batch waits for others to join it")
     max_queue: int = _limit(256, "most requests waiting; beyond, 503 with Retry-After")
     timeout_s: float = _limit(60.0, "a request unanswered after this many seconds gets 504 and is cancelled")
@@ -30,5 +32,6 @@ class Settings:
         """Each limit positive (the wait window may be 0); a ValueError names the option."""
         for name, value in asdict(self).items():
             if value < 0 or (value == 0 and name != "max_wait_ms"):
-                raise ValueError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'max_wait_ms' else '> 0'}, "
-                                 f"got {value}")
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be {'>= 0' if name == 'max_wait_ms' else '> 0'}, got {value}"
+                )

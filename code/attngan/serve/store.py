@@ -1,4 +1,5 @@
 """The images served under ``/images/``: in memory, bounded in count and bytes, oldest out."""
+
 from __future__ import annotations
 
 import secrets
@@ -12,8 +13,9 @@ class ImageStore:
 
     def __init__(self, max_images: int, max_bytes: int):
         if max_images < 1 or max_bytes < 1:
-            raise ValueError(f"the image store needs room for at least one image, got {max_images} images "
-                             f"and {max_bytes} bytes")
+            raise ValueError(
+                f"the image store needs room for at least one image, got {max_images} images and {max_bytes} bytes"
+            )
         self.max_images, self.max_bytes = max_images, max_bytes
         self._items: OrderedDict[str, bytes] = OrderedDict()
         self._bytes = 0
@@ -41,5 +43,10 @@ class ImageStore:
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return {"images": len(self._items), "bytes": self._bytes, "evicted": self._evicted,
-                    "max_images": self.max_images, "max_bytes": self.max_bytes}
+            return {
+                "images": len(self._items),
+                "bytes": self._bytes,
+                "evicted": self._evicted,
+                "max_images": self.max_images,
+                "max_bytes": self.max_bytes,
+            }
