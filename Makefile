@@ -6,18 +6,24 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo demo-long clean-demo serve
+.PHONY: setup test lint demo demo-long clean-demo serve
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[test,serve]'
+	$(PY) -m pip install -q -e '.[test,serve,lint]'
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+# ruff (lint, and the format check) and the import contract (pyproject's [tool.importlinter]).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check code tests scripts
+	$(VENV)/bin/ruff format --check code tests scripts
+	cd code && ../$(VENV)/bin/lint-imports ../pyproject.toml
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py

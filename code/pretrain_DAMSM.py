@@ -1,4 +1,5 @@
 """Pretrain DAMSM: ``python code/pretrain_DAMSM.py --cfg cfg/DAMSM/bird.yml --gpu 0``."""
+
 import sys
 from pathlib import Path
 

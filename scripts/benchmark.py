@@ -18,6 +18,7 @@ Later steps drift apart by rounding alone, so only the first step is compared.
     python scripts/benchmark.py --workload sample --cfg cfg/bird_attn2.yml --gpu 0
     python scripts/benchmark.py --workload eval --cfg cfg/bird_attn2.yml --gpu 0
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,15 @@ from attngan.training.gan import GanTrainer, as_floats  # noqa: E402
 
 # RUN settings of each benchmarked setting. "sync" reads every loss back every step, as the
 # step did before; the reference turns every speed setting off.
-REFERENCE = {"FUSED_ADAM": False, "CHANNELS_LAST": "never", "COMPILE": "never", "TF32": False,
-             "PRECISION": "fp32", "ENCODER_PRECISION": "fp32", "IMAGE_CACHE": False}
+REFERENCE = {
+    "FUSED_ADAM": False,
+    "CHANNELS_LAST": "never",
+    "COMPILE": "never",
+    "TF32": False,
+    "PRECISION": "fp32",
+    "ENCODER_PRECISION": "fp32",
+    "IMAGE_CACHE": False,
+}
 SETTINGS = {
     "reference": {**REFERENCE, "sync": True},
     "no_sync": REFERENCE,
@@ -131,8 +139,11 @@ def timed_loop(step, batches, device: torch.device, warmup: int, steps: int, syn
     synchronize(device)
     end = time.perf_counter()
     steady = (end - middle) / steps
-    return {"steps_per_s": 1 / steady, "one_time_s": max(0.0, first_s + (middle - start) - (warmup + 1) * steady),
-            "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
+    return {
+        "steps_per_s": 1 / steady,
+        "one_time_s": max(0.0, first_s + (middle - start) - (warmup + 1) * steady),
+        "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+    }
 
 
 def batches_of(dataset, cfg, device, epochs: int = 1000):
@@ -143,14 +154,26 @@ def batches_of(dataset, cfg, device, epochs: int = 1000):
 def gan_workload(cfg, device, work: Path, name: str, warmup: int, steps: int):
     seed_everything(0)
     trainer = GanTrainer(cfg, device, run_dir(cfg, str(work / f"run_{name}")), seed=0)
-    losses, first_s = first_step(trainer.train_step, next(iter(epoch_loader(trainer.dataset, cfg.TRAIN.BATCH_SIZE,
-                                                                              0, 0, 0))), device)
+    losses, first_s = first_step(
+        trainer.train_step, next(iter(epoch_loader(trainer.dataset, cfg.TRAIN.BATCH_SIZE, 0, 0, 0))), device
+    )
     nets = {"G": trainer.net_g, **{f"D{i}": d for i, d in enumerate(trainer.nets_d)}}
-    values = {f"grad/{n}/{k}": p.grad.detach().clone() for n, net in nets.items()
-              for k, p in net.named_parameters() if p.grad is not None}
+    values = {
+        f"grad/{n}/{k}": p.grad.detach().clone()
+        for n, net in nets.items()
+        for k, p in net.named_parameters()
+        if p.grad is not None
+    }
     values.update({f"loss/{k}": v.detach().clone() for k, v in losses.items()})
-    timing = timed_loop(trainer.train_step, batches_of(trainer.dataset, cfg, device), device, warmup, steps,
-                        SETTINGS[name].get("sync", False), first_s)
+    timing = timed_loop(
+        trainer.train_step,
+        batches_of(trainer.dataset, cfg, device),
+        device,
+        warmup,
+        steps,
+        SETTINGS[name].get("sync", False),
+        first_s,
+    )
     return values, timing, cfg.TRAIN.BATCH_SIZE
 
 
@@ -163,15 +186,21 @@ def damsm_workload(cfg, device, work: Path, name: str, warmup: int, steps: int):
 
     def step(batch):
         imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, device)
-        return damsm_train_step(text, image, optimizer, imgs[-1], captions, cap_lens, class_ids,
-                                cfg.TRAIN.SMOOTH, cfg.TRAIN.RNN_GRAD_CLIP)[0]
+        return damsm_train_step(
+            text, image, optimizer, imgs[-1], captions, cap_lens, class_ids, cfg.TRAIN.SMOOTH, cfg.TRAIN.RNN_GRAD_CLIP
+        )[0]
 
     losses, first_s = first_step(step, next(iter(epoch_loader(dataset, cfg.TRAIN.BATCH_SIZE, 0, 0, 0))), device)
-    values = {f"grad/{m}/{k}": p.grad.detach().clone() for m, net in (("text", text), ("image", image))
-              for k, p in net.named_parameters() if p.grad is not None}
+    values = {
+        f"grad/{m}/{k}": p.grad.detach().clone()
+        for m, net in (("text", text), ("image", image))
+        for k, p in net.named_parameters()
+        if p.grad is not None
+    }
     values.update({f"loss/{k}": v.clone() for k, v in losses.items()})
-    timing = timed_loop(step, batches_of(dataset, cfg, device), device, warmup, steps,
-                        SETTINGS[name].get("sync", False), first_s)
+    timing = timed_loop(
+        step, batches_of(dataset, cfg, device), device, warmup, steps, SETTINGS[name].get("sync", False), first_s
+    )
     return values, timing, cfg.TRAIN.BATCH_SIZE
 
 
@@ -203,14 +232,17 @@ def eval_workload(cfg, device, work: Path, name: str, warmup: int, steps: int, b
 
     text = load_text_data(cfg.DATA_DIR, cfg.TEXT.CAPTIONS_PER_IMAGE)
     seed_everything(0)
-    nets = {"net_g": prepare(build_generator(cfg).to(device), cfg, device),
-            "text_encoder": build_text_encoder(cfg, text.n_words).to(device),
-            "image_encoder": build_image_encoder(cfg).to(device)}
+    nets = {
+        "net_g": prepare(build_generator(cfg).to(device), cfg, device),
+        "text_encoder": build_text_encoder(cfg, text.n_words).to(device),
+        "image_encoder": build_image_encoder(cfg).to(device),
+    }
     num_samples = batch_size * steps
 
     def run(_):
-        result = evaluate(cfg, device, {"rp"}, work / f"eval_{name}", num_samples=num_samples, batch_size=batch_size,
-                          **nets)
+        result = evaluate(
+            cfg, device, {"rp"}, work / f"eval_{name}", num_samples=num_samples, batch_size=batch_size, **nets
+        )
         return {"rp": torch.tensor(result["metrics"]["r_precision"]["mean"])}
 
     out, first_s = first_step(run, None, device)
@@ -228,8 +260,11 @@ def main() -> int:
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="gan")
     parser.add_argument("--cfg", default=str(ROOT / "cfg/bird_attn2.yml"))
     parser.add_argument("--gpu", type=int, default=0, help="CUDA device id, -1 for the CPU")
-    parser.add_argument("--settings", default="reference,no_sync,image_cache,fused_adam,channels_last,compile,defaults",
-                        help=f"comma-separated, from: {', '.join(SETTINGS)}")
+    parser.add_argument(
+        "--settings",
+        default="reference,no_sync,image_cache,fused_adam,channels_last,compile,defaults",
+        help=f"comma-separated, from: {', '.join(SETTINGS)}",
+    )
     parser.add_argument("--steps", type=int, default=50, help="timed steps (batches for sample and eval)")
     parser.add_argument("--warmup", type=int, default=5, help="steps first, counted as the one-time cost")
     parser.add_argument("--batch_size", type=int, default=100, help="captions per batch (sample, eval)")
@@ -256,8 +291,14 @@ def main() -> int:
             set_tf32(setting.RUN.TF32)
             values, timing, per_step = workload(setting, device, work, name, args.warmup, args.steps, **extra)
             reference = reference or values
-            rows.append({"setting": name, **timing, "images_per_s": timing["steps_per_s"] * per_step,
-                         "first_step_max_rel_diff": max_relative(values, reference)})
+            rows.append(
+                {
+                    "setting": name,
+                    **timing,
+                    "images_per_s": timing["steps_per_s"] * per_step,
+                    "first_step_max_rel_diff": max_relative(values, reference),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     print_table(args, device, rows)
     if args.json:
@@ -273,8 +314,10 @@ def print_table(args, device: torch.device, rows: list[dict]) -> None:
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
-        print(f"| {r['setting']} | {r['steps_per_s']:.2f} | {r['steps_per_s'] / base:.2f} | {r['images_per_s']:.1f} | "
-              f"{r['one_time_s']:.1f} | {peak} | {r['first_step_max_rel_diff']:.1e} |")
+        print(
+            f"| {r['setting']} | {r['steps_per_s']:.2f} | {r['steps_per_s'] / base:.2f} | {r['images_per_s']:.1f} | "
+            f"{r['one_time_s']:.1f} | {peak} | {r['first_step_max_rel_diff']:.1e} |"
+        )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ attention maps and score the generator. Prints where everything is.
 
 On a machine with CUDA it runs on GPU 0 with the longer recipe that draws the shapes
 (``--long``); on the CPU, the short one. ``--cpu`` keeps it on the CPU."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,13 +16,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "code"))
 
-from attngan.cli import main as attngan_main  # noqa: E402
-from attngan.cli import pretrain_damsm_main  # noqa: E402
-from attngan.data.synthetic import COLORS, make_shapes_dataset  # noqa: E402
-from attngan.evaluation import main as eval_main  # noqa: E402
-from attngan.sampling import sample_main  # noqa: E402
-
 import torch  # noqa: E402
+
+from attngan.cli import (  # noqa: E402
+    eval_main,
+    pretrain_damsm_main,  # noqa: E402
+    sample_main,
+)
+from attngan.cli import main as attngan_main  # noqa: E402
+from attngan.data.synthetic import COLORS, make_shapes_dataset  # noqa: E402
 
 DEMO_DATA = {"num_images": 3600, "max_objects": 1, "object_scale": 2.0, "colors": ["red", "green", "blue", "yellow"]}
 # --long: the recipe measured to draw the named shape for 43 % of test captions after 7,480 steps
@@ -29,8 +32,10 @@ DEMO_DATA = {"num_images": 3600, "max_objects": 1, "object_scale": 2.0, "colors"
 # needs them to tell shapes apart), AttnGAN for 40 with the original's LAMBDA 5. The demo's own
 # recipe trained for 20 epochs did worse (README).
 LONG_DATA = {**DEMO_DATA, "colors": list(COLORS)}
-LONG = {"damsm": ["TRAIN.MAX_EPOCH=10"],
-        "gan": ["TRAIN.MAX_EPOCH=40", "TRAIN.SNAPSHOT_INTERVAL=10", "TRAIN.SMOOTH.LAMBDA=5"]}
+LONG = {
+    "damsm": ["TRAIN.MAX_EPOCH=10"],
+    "gan": ["TRAIN.MAX_EPOCH=40", "TRAIN.SNAPSHOT_INTERVAL=10", "TRAIN.SMOOTH.LAMBDA=5"],
+}
 
 
 def prepare_data(data: Path, settings: dict) -> None:
@@ -48,15 +53,21 @@ def prepare_data(data: Path, settings: dict) -> None:
 
 def print_scores(metrics: dict) -> None:
     rp = metrics["r_precision"]
-    print(f"[demo] R-precision over {rp['images']} generated images: {rp['mean']:.1%} +- {rp['std']:.1%} "
-          f"(chance {rp['chance']:.1%})")
+    print(
+        f"[demo] R-precision over {rp['images']} generated images: {rp['mean']:.1%} +- {rp['std']:.1%} "
+        f"(chance {rp['chance']:.1%})"
+    )
     for name, loc in metrics["localisation"].items():
-        print(f"[demo] attention localisation, {name.replace('_', ' ')}: {loc['hit_rate']:.1%} of {loc['words']} "
-              f"object words peak inside their object (chance {loc['chance']:.1%})")
+        print(
+            f"[demo] attention localisation, {name.replace('_', ' ')}: {loc['hit_rate']:.1%} of {loc['words']} "
+            f"object words peak inside their object (chance {loc['chance']:.1%})"
+        )
     match = metrics["object_match"]
-    print(f"[demo] object match over {match['objects']} named objects: drawn in the named colour {match['colour']:.1%} "
-          f"(chance {match['chance_colour']:.1%}), in the named colour and shape {match['shape']:.1%} "
-          f"(chance {match['chance_shape']:.1%})")
+    print(
+        f"[demo] object match over {match['objects']} named objects: drawn in the named colour {match['colour']:.1%} "
+        f"(chance {match['chance_colour']:.1%}), in the named colour and shape {match['shape']:.1%} "
+        f"(chance {match['chance_shape']:.1%})"
+    )
 
 
 def step(title: str, command: str, argv: list[str], run) -> None:
@@ -68,9 +79,12 @@ def step(title: str, command: str, argv: list[str], run) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--damsm-only", action="store_true", help="stop after DAMSM pretraining")
-    parser.add_argument("--long", action="store_true",
-                        help="eight colours (data/shapes-long), DAMSM 10 epochs and AttnGAN 40 (7,480 steps, LAMBDA 5) "
-                             "into output/demo-long: about 85 minutes on two CPU cores (the default with CUDA)")
+    parser.add_argument(
+        "--long",
+        action="store_true",
+        help="eight colours (data/shapes-long), DAMSM 10 epochs and AttnGAN 40 (7,480 steps, LAMBDA 5) "
+        "into output/demo-long: about 85 minutes on two CPU cores (the default with CUDA)",
+    )
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even where CUDA is available")
     args = parser.parse_args()
     gpu = -1 if args.cpu or not torch.cuda.is_available() else 0
@@ -87,38 +101,88 @@ def main() -> int:
     common = ["--gpu", str(gpu), "--manualSeed", "0", "--data_dir", str(data)]
 
     damsm = out / "DAMSM"
-    step("pretraining DAMSM", "python code/pretrain_DAMSM.py",
-         ["--cfg", str(ROOT / "cfg/DAMSM/shapes.yml"), *common, "--output_dir", str(damsm), "--set", *longer["damsm"]],
-         pretrain_damsm_main)
+    step(
+        "pretraining DAMSM",
+        "python code/pretrain_DAMSM.py",
+        ["--cfg", str(ROOT / "cfg/DAMSM/shapes.yml"), *common, "--output_dir", str(damsm), "--set", *longer["damsm"]],
+        pretrain_damsm_main,
+    )
     metrics = json.loads((damsm / "Model" / "metrics.json").read_text())
     chance = metrics["chance"]
-    print(f"[demo] DAMSM validation top-1 retrieval among {round(1 / chance)} pairs: "
-          f"image->text {metrics['top1_image_to_text']:.1%}, text->image {metrics['top1_text_to_image']:.1%} "
-          f"(chance {chance:.1%}); {time.time() - start:.0f} s so far")
-    print(f"[demo] DAMSM word swap, the true word ranked first: shape {metrics['word_swap_shape']:.1%} "
-          f"(chance {metrics['word_swap_shape_chance']:.1%}), colour {metrics['word_swap_colour']:.1%} "
-          f"(chance {metrics['word_swap_colour_chance']:.1%})", flush=True)
-    text_encoder = max((damsm / "Model").glob("text_encoder*.pth"), key=lambda p: int(p.stem[len("text_encoder"):]))
+    print(
+        f"[demo] DAMSM validation top-1 retrieval among {round(1 / chance)} pairs: "
+        f"image->text {metrics['top1_image_to_text']:.1%}, text->image {metrics['top1_text_to_image']:.1%} "
+        f"(chance {chance:.1%}); {time.time() - start:.0f} s so far"
+    )
+    print(
+        f"[demo] DAMSM word swap, the true word ranked first: shape {metrics['word_swap_shape']:.1%} "
+        f"(chance {metrics['word_swap_shape_chance']:.1%}), colour {metrics['word_swap_colour']:.1%} "
+        f"(chance {metrics['word_swap_colour_chance']:.1%})",
+        flush=True,
+    )
+    text_encoder = max((damsm / "Model").glob("text_encoder*.pth"), key=lambda p: int(p.stem[len("text_encoder") :]))
     if args.damsm_only:
         return 0
 
     gan = out / "AttnGAN"
-    step("training AttnGAN", "python code/main.py",
-         ["--cfg", str(ROOT / "cfg/shapes_attn2.yml"), *common, "--output_dir", str(gan), "--set", f"TRAIN.NET_E={text_encoder}",
-          *longer["gan"]], attngan_main)
+    step(
+        "training AttnGAN",
+        "python code/main.py",
+        [
+            "--cfg",
+            str(ROOT / "cfg/shapes_attn2.yml"),
+            *common,
+            "--output_dir",
+            str(gan),
+            "--set",
+            f"TRAIN.NET_E={text_encoder}",
+            *longer["gan"],
+        ],
+        attngan_main,
+    )
     net_g = max((gan / "Model").glob("netG_epoch_*.pth"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
-    step("drawing the example captions", "python code/main.py",
-         ["--cfg", str(ROOT / "cfg/eval_shapes.yml"), "--gpu", str(gpu), "--data_dir", str(data), "--set", f"TRAIN.NET_G={net_g}",
-          f"TRAIN.NET_E={text_encoder}"], sample_main)
+    step(
+        "drawing the example captions",
+        "python code/main.py",
+        [
+            "--cfg",
+            str(ROOT / "cfg/eval_shapes.yml"),
+            "--gpu",
+            str(gpu),
+            "--data_dir",
+            str(data),
+            "--set",
+            f"TRAIN.NET_G={net_g}",
+            f"TRAIN.NET_E={text_encoder}",
+        ],
+        sample_main,
+    )
     evaluation = out / "eval"
-    step("scoring it: R-precision, attention localisation and object match", "attngan-eval",
-         ["--cfg", str(ROOT / "cfg/eval_shapes.yml"), "--gpu", str(gpu), "--data_dir", str(data), "--output_dir",
-          str(evaluation), "--set", f"TRAIN.NET_G={net_g}", f"TRAIN.NET_E={text_encoder}"], eval_main)
+    step(
+        "scoring it: R-precision, attention localisation and object match",
+        "attngan-eval",
+        [
+            "--cfg",
+            str(ROOT / "cfg/eval_shapes.yml"),
+            "--gpu",
+            str(gpu),
+            "--data_dir",
+            str(data),
+            "--output_dir",
+            str(evaluation),
+            "--set",
+            f"TRAIN.NET_G={net_g}",
+            f"TRAIN.NET_E={text_encoder}",
+        ],
+        eval_main,
+    )
     print_scores(json.loads((evaluation / "metrics.json").read_text())["metrics"])
     samples = net_g.with_suffix("")
     print(f"[demo] done in {time.time() - start:.0f} s")
-    print(f"[demo] samples and attention maps: {samples}/example_captions/ (0_s_<i>_g<k>.png, 0_s_<i>_a<k>.png; "
-          f"captions in {data / 'example_captions.txt'})")
+    print(
+        f"[demo] samples and attention maps: {samples}/example_captions/ (0_s_<i>_g<k>.png, 0_s_<i>_a<k>.png; "
+        f"captions in {data / 'example_captions.txt'})"
+    )
     print(f"[demo] checkpoints: {damsm / 'Model'} (DAMSM), {gan / 'Model'} (AttnGAN)")
     print(f"[demo] monitoring images: {damsm / 'Image'}, {gan / 'Image'}")
     print(f"[demo] evaluation report: {evaluation / 'report.md'}")

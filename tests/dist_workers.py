@@ -1,6 +1,7 @@
 """The per-process bodies of tests/test_distributed.py, run by torch.multiprocessing.spawn
 with gloo on the CPU (each process joins as torchrun would make it: MASTER_ADDR/PORT,
 RANK, WORLD_SIZE, LOCAL_RANK)."""
+
 import os
 import socket
 from pathlib import Path
@@ -22,8 +23,9 @@ def free_port() -> int:
 
 
 def join(rank: int, size: int, port: int) -> distributed.World:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     return distributed.init(cuda=False)
 
@@ -31,6 +33,7 @@ def join(rank: int, size: int, port: int) -> distributed.World:
 def without_batch_statistics() -> None:
     """Every BatchNorm normalises with its running statistics (never updated): the step
     then does not depend on how the batch is split (the one thing that does on the CPU)."""
+
     def forward(self, x):
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
 
@@ -60,11 +63,14 @@ def damsm_loss_worker(rank: int, size: int, port: int, out: str) -> None:
     leaves = [t[rows].clone().requires_grad_() for t in (regions, cnn)]
     longest = int(local_lens.max())
     leaves += [words_emb[rows, :, :longest].clone().requires_grad_(), sent[rows].clone().requires_grad_()]
-    losses, _, scores = damsm_losses(*leaves, local_lens, class_ids[rows], 4.0, 5.0, 10.0,
-                                     gather=distributed.Gather(world, words_emb.size(2)))
+    losses, _, scores = damsm_losses(
+        *leaves, local_lens, class_ids[rows], 4.0, 5.0, 10.0, gather=distributed.Gather(world, words_emb.size(2))
+    )
     sum(losses.values()).backward()
-    torch.save({"losses": {k: v.detach() for k, v in losses.items()}, "scores": scores,
-                "grads": [t.grad for t in leaves]}, Path(out) / f"rank{rank}.pt")
+    torch.save(
+        {"losses": {k: v.detach() for k, v in losses.items()}, "scores": scores, "grads": [t.grad for t in leaves]},
+        Path(out) / f"rank{rank}.pt",
+    )
     distributed.shutdown()
 
 
@@ -79,7 +85,7 @@ def gan_worker(rank: int, size: int, port: int, cfg: dict, out: str, steps: int)
     trainer = GanTrainer(EasyDict(cfg), torch.device("cpu"), Path(out), 7, world)
     trainer.train(stop_after_steps=1)
     first = trained_weights(trainer)
-    trainer.stop_requested = False
+    trainer.stop.requested = False
     trainer.train(stop_after_steps=steps - 1)
     torch.save({"first": first, "last": trained_weights(trainer)}, Path(out) / f"rank{rank}.pt")
     distributed.shutdown()
@@ -88,9 +94,13 @@ def gan_worker(rank: int, size: int, port: int, cfg: dict, out: str, steps: int)
 def trained_weights(trainer) -> dict:
     """G's, the averaged G's and the Ds' parameters, and the last step's gradients."""
     ds = [p for d in trainer.nets_d for p in d.parameters()]
-    return {"G": [p.detach().clone() for p in trainer.net_g.parameters()], "avg_G": [a.clone() for a in trainer.avg_g],
-            "Ds": [p.detach().clone() for p in ds],
-            "G grad": [p.grad.clone() for p in trainer.net_g.parameters()], "Ds grad": [p.grad.clone() for p in ds]}
+    return {
+        "G": [p.detach().clone() for p in trainer.net_g.parameters()],
+        "avg_G": [a.clone() for a in trainer.avg_g],
+        "Ds": [p.detach().clone() for p in ds],
+        "G grad": [p.grad.clone() for p in trainer.net_g.parameters()],
+        "Ds grad": [p.grad.clone() for p in ds],
+    }
 
 
 def eval_worker(rank: int, size: int, port: int, cfg: dict, out: str) -> None:
@@ -108,6 +118,9 @@ def evaluate_random_generator(cfg: EasyDict, out: Path, world=distributed.SINGLE
 
     seed_everything(3)
     n_words = load_text_data(cfg.DATA_DIR, cfg.TEXT.CAPTIONS_PER_IMAGE).n_words
-    nets = dict(net_g=build_generator(cfg), text_encoder=build_text_encoder(cfg, n_words),
-                image_encoder=build_image_encoder(cfg))
+    nets = dict(
+        net_g=build_generator(cfg),
+        text_encoder=build_text_encoder(cfg, n_words),
+        image_encoder=build_image_encoder(cfg),
+    )
     return evaluate(cfg, torch.device("cpu"), {"rp", "obj"}, out, num_samples=22, batch_size=5, world=world, **nets)

@@ -2,6 +2,7 @@
 independent side of the loss and training-step tests: the DAMSM losses as the original's
 loop over captions, binary cross-entropy and KL by their formulas, gradient-norm clipping
 and Adam as PyTorch 0.3 computed them."""
+
 import math
 
 import numpy as np
@@ -69,7 +70,7 @@ def plain_bce(probs, target: float):
 
 
 def plain_kl(mu, logvar):
-    return (-0.5 * (1 + logvar - mu ** 2 - torch.exp(logvar))).mean()
+    return (-0.5 * (1 + logvar - mu**2 - torch.exp(logvar))).mean()
 
 
 def plain_clip(grads, max_norm):
@@ -93,8 +94,9 @@ class PlainAdam:
     def step(self, named_params, grads):
         beta1, beta2 = self.betas
         for (name, p), g in zip(named_params, grads, strict=True):
-            state = self.state.setdefault(name, {"step": 0, "exp_avg": torch.zeros_like(p),
-                                                  "exp_avg_sq": torch.zeros_like(p)})
+            state = self.state.setdefault(
+                name, {"step": 0, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+            )
             state["step"] += 1
             state["exp_avg"] = beta1 * state["exp_avg"] + (1 - beta1) * g
             state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + (1 - beta2) * g * g

@@ -1,4 +1,5 @@
 """Dataset check: every missing or unreadable file is reported, with its path."""
+
 from __future__ import annotations
 
 import os
@@ -83,13 +84,13 @@ def test_class_info_of_wrong_length(shapes: Path) -> None:
     path = shapes / "train" / "class_info.pickle"
     path.write_bytes(pickle.dumps([1, 2, 3], protocol=2))
     n_train = len(load_pickle(shapes / "train" / "filenames.pickle"))
-    assert check_dataset(shapes, CPI) == [
-        Problem(path, f"3 class ids, but filenames.pickle has {n_train} keys")]
+    assert check_dataset(shapes, CPI) == [Problem(path, f"3 class ids, but filenames.pickle has {n_train} keys")]
 
 
 def test_missing_folders_and_split(tmp_path: Path) -> None:
     assert check_dataset(tmp_path / "nowhere") == [
-        Problem(tmp_path / "nowhere", "data directory not found (see data/README.md for the layouts)")]
+        Problem(tmp_path / "nowhere", "data directory not found (see data/README.md for the layouts)")
+    ]
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "filenames.pickle").write_bytes(pickle.dumps(["a", "b"], protocol=2))
     found = _by_path(check_dataset(tmp_path, CPI))
@@ -131,7 +132,8 @@ def test_cub_layout_boxes(tmp_path: Path) -> None:
     coco = tmp_path / "coco"
     root.rename(coco)
     assert check_dataset(coco, CPI) == [
-        Problem(coco / "images", "folder missing (3 images expected; see data/README.md)")]
+        Problem(coco / "images", "folder missing (3 images expected; see data/README.md)")
+    ]
 
 
 def test_captions_pickle_checked_instead_of_text(shapes: Path) -> None:
@@ -148,8 +150,7 @@ def test_captions_pickle_checked_instead_of_text(shapes: Path) -> None:
     assert "1 train captions contain id 0" in whats[0] and f"#{n_train * CPI - 1}" in whats[0]
     test_keys = load_pickle(shapes / "test" / "filenames.pickle")
     assert whats[1].startswith(f"19 test captions, but {len(test_keys)} test images x CAPTIONS_PER_IMAGE 10")
-    assert whats[2] == ("1 test captions contain ids outside the vocabulary (10 words): "
-                        f"#0 ({test_keys[0]} caption 1)")
+    assert whats[2] == (f"1 test captions contain ids outside the vocabulary (10 words): #0 ({test_keys[0]} caption 1)")
     assert whats[3].startswith("1 test captions are empty")
 
 

@@ -1,4 +1,5 @@
 """Weights in the authors' format: round trip, PyTorch-0.3 files, clear errors, atomic writes."""
+
 from collections import OrderedDict
 
 import pytest
@@ -41,7 +42,9 @@ def test_wrong_shape_names_key_and_both_shapes(tmp_path):
     save_weights(build_generator(tiny_cfg()), tmp_path / "g.pth")
     cfg = tiny_cfg()
     cfg.GAN.GF_DIM = 8
-    with pytest.raises(CheckpointError, match=r"g\.pth: key 'ca_net|g\.pth: key '.*' has shape \(.*\) in the file but \(.*\)"):
+    with pytest.raises(
+        CheckpointError, match=r"g\.pth: key 'ca_net|g\.pth: key '.*' has shape \(.*\) in the file but \(.*\)"
+    ):
         load_weights(build_generator(cfg), tmp_path / "g.pth")
 
 
@@ -86,8 +89,10 @@ def test_full_size_damsm_encoders_in_the_authors_format(tmp_path):
 
     cfg = load_config()
     torch.manual_seed(0)
-    for name, build in (("text_encoder200.pth", lambda: build_text_encoder(cfg, 5450)),
-                        ("image_encoder200.pth", lambda: build_image_encoder(cfg))):
+    for name, build in (
+        ("text_encoder200.pth", lambda: build_text_encoder(cfg, 5450)),
+        ("image_encoder200.pth", lambda: build_image_encoder(cfg)),
+    ):
         saved = build()
         old = OrderedDict((k, v.clone()) for k, v in saved.state_dict().items() if "num_batches" not in k)
         torch.save(old, tmp_path / name)

@@ -1,12 +1,20 @@
 """Config defaults, YAML merging and its errors."""
+
 import pytest
 
 from attngan.config import ConfigError, apply_overrides, default_config, load_config, record_config
-
 from conftest import ROOT
 
-ORIGINAL_CONFIGS = ["DAMSM/bird.yml", "DAMSM/coco.yml", "bird_attn2.yml", "bird_attnDCGAN2.yml", "coco_attn2.yml",
-                    "eval_bird.yml", "eval_bird_attnDCGAN2.yml", "eval_coco.yml"]
+ORIGINAL_CONFIGS = [
+    "DAMSM/bird.yml",
+    "DAMSM/coco.yml",
+    "bird_attn2.yml",
+    "bird_attnDCGAN2.yml",
+    "coco_attn2.yml",
+    "eval_bird.yml",
+    "eval_bird_attnDCGAN2.yml",
+    "eval_coco.yml",
+]
 
 
 def test_defaults_are_the_originals():
@@ -82,14 +90,19 @@ def test_our_configs_load(name):
 def test_recorded_config_loads_back_and_a_changed_run_keeps_the_first(tmp_path, caplog):
     cfg = load_config(ROOT / "cfg" / "bird_attn2.yml")
     first = record_config(cfg, tmp_path, "python code/main.py --cfg cfg/bird_attn2.yml\nseed 7")
-    assert first.name == "config.yml" and first.read_text().startswith("# python code/main.py --cfg cfg/bird_attn2.yml\n# seed 7\n")
+    assert first.name == "config.yml" and first.read_text().startswith(
+        "# python code/main.py --cfg cfg/bird_attn2.yml\n# seed 7\n"
+    )
     assert load_config(first) == cfg
     cfg.RUN.RESUME = "run/Model/training_state.pth"  # where to continue from: the same run
     assert record_config(cfg, tmp_path, "resumed") == first
     cfg.TRAIN.MAX_EPOCH, cfg.TRAIN.NET_E = 700, "other/text_encoder9.pth"
     with caplog.at_level("WARNING"):
         assert record_config(cfg, tmp_path, "extended").name == "config.1.yml"
-    assert "TRAIN.MAX_EPOCH: 600 -> 700" in caplog.text and "TRAIN.NET_E: 'DAMSMencoders/bird/text_encoder200.pth'" in caplog.text
+    assert (
+        "TRAIN.MAX_EPOCH: 600 -> 700" in caplog.text
+        and "TRAIN.NET_E: 'DAMSMencoders/bird/text_encoder200.pth'" in caplog.text
+    )
     assert "RUN.RESUME" not in caplog.text
     assert load_config(first).TRAIN.MAX_EPOCH == 600 and load_config(tmp_path / "config.1.yml").TRAIN.MAX_EPOCH == 700
     assert record_config(cfg, tmp_path, "again").name == "config.1.yml"  # unchanged since the last record

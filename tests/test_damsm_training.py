@@ -1,4 +1,5 @@
 """A two-epoch DAMSM run on a tiny generated dataset: snapshots, logs, resume, CLI errors."""
+
 import json
 
 import pytest
@@ -9,7 +10,6 @@ from attngan.cli import pretrain_damsm_main
 from attngan.config import load_config
 from attngan.data.synthetic import make_shapes_dataset
 from attngan.training.damsm import epoch_of, image_encoder_path
-
 from conftest import ROOT
 
 
@@ -21,10 +21,27 @@ def shapes(tmp_path_factory):
 
 
 def run(shapes, out, *overrides, workers=0):
-    argv = ["--cfg", str(ROOT / "cfg/DAMSM/shapes.yml"), "--gpu", "-1", "--manualSeed", "1", "--data_dir", str(shapes),
-            "--output_dir", str(out), "--set", "TRAIN.BATCH_SIZE=6", "TEXT.EMBEDDING_DIM=32",
-            "DAMSM.COMPACT_IMAGE_SIZE=32", "TREE.BASE_SIZE=32", "TRAIN.SNAPSHOT_INTERVAL=1", f"WORKERS={workers}",
-            "TRAIN.MAX_EPOCH=2", *overrides]
+    argv = [
+        "--cfg",
+        str(ROOT / "cfg/DAMSM/shapes.yml"),
+        "--gpu",
+        "-1",
+        "--manualSeed",
+        "1",
+        "--data_dir",
+        str(shapes),
+        "--output_dir",
+        str(out),
+        "--set",
+        "TRAIN.BATCH_SIZE=6",
+        "TEXT.EMBEDDING_DIM=32",
+        "DAMSM.COMPACT_IMAGE_SIZE=32",
+        "TREE.BASE_SIZE=32",
+        "TRAIN.SNAPSHOT_INTERVAL=1",
+        f"WORKERS={workers}",
+        "TRAIN.MAX_EPOCH=2",
+        *overrides,
+    ]
     return pretrain_damsm_main(argv)
 
 
@@ -43,13 +60,24 @@ def test_two_epochs_write_snapshots_logs_and_resume(shapes, tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["output_dir"] == str(out)
     recorded = (out / "config.yml").read_text()
-    assert recorded.startswith("# python code/pretrain_DAMSM.py --cfg ") and "--manualSeed 1" in recorded.splitlines()[0] and recorded.splitlines()[1].startswith("# seed 1;")
+    assert (
+        recorded.startswith("# python code/pretrain_DAMSM.py --cfg ")
+        and "--manualSeed 1" in recorded.splitlines()[0]
+        and recorded.splitlines()[1].startswith("# seed 1;")
+    )
     assert load_config(out / "config.yml").TRAIN.BATCH_SIZE == 6  # the resolved config, overrides included
 
     resumed = tmp_path / "resumed"
     assert run(shapes, resumed, f"TRAIN.NET_E={model / 'text_encoder1.pth'}", "TRAIN.MAX_EPOCH=3") == 0
-    assert sorted(p.name for p in (resumed / "Model").glob("*.pth")) == ["image_encoder2.pth", "text_encoder2.pth"]
-    before, after = read_state_dict(model / "text_encoder1.pth"), read_state_dict(resumed / "Model" / "text_encoder2.pth")
+    assert sorted(p.name for p in (resumed / "Model").glob("*.pth")) == [
+        "image_encoder2.pth",
+        "text_encoder2.pth",
+        "training_state.pth",
+    ]
+    before, after = (
+        read_state_dict(model / "text_encoder1.pth"),
+        read_state_dict(resumed / "Model" / "text_encoder2.pth"),
+    )
     assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
 
 

@@ -1,4 +1,5 @@
 """Data pipeline: tokenisation, captions.pickle, safe pickles, crops, scales, sampling, batches."""
+
 from __future__ import annotations
 
 import os
@@ -12,11 +13,9 @@ from easydict import EasyDict
 from PIL import Image
 
 from attngan.data.cache import crop_box
-from attngan.data.datasets import (TextDataset, build_dataset, get_imgs, image_transform,
-                                   load_bboxes, prepare_data)
+from attngan.data.datasets import TextDataset, build_dataset, get_imgs, image_transform, load_bboxes, prepare_data
 from attngan.data.pickles import load_pickle, save_pickle
-from attngan.data.text import (build_vocabulary, encode_caption, load_text_data, pad_or_sample,
-                               tokenize)
+from attngan.data.text import build_vocabulary, encode_caption, load_text_data, pad_or_sample, tokenize
 
 CPI = 3  # captions per image in the fixtures
 RED, BLUE = (220, 20, 20), (20, 20, 220)
@@ -87,14 +86,18 @@ def coco(tmp_path: Path) -> Path:
 
 # --- tokenisation and vocabulary ---------------------------------------------------------
 
-@pytest.mark.parametrize("caption, tokens", [
-    ("A bird, with RED wings!", ["a", "bird", "with", "red", "wings"]),
-    ("café au lait", ["caf", "au", "lait"]),
-    ("small\ufffd\ufffdbird", ["small", "bird"]),
-    ("x_y has 3d-parts", ["x_y", "has", "3d", "parts"]),
-    ("日本 naïve", ["nave"]),
-    ("?!", []),
-])
+
+@pytest.mark.parametrize(
+    "caption, tokens",
+    [
+        ("A bird, with RED wings!", ["a", "bird", "with", "red", "wings"]),
+        ("café au lait", ["caf", "au", "lait"]),
+        ("small\ufffd\ufffdbird", ["small", "bird"]),
+        ("x_y has 3d-parts", ["x_y", "has", "3d", "parts"]),
+        ("日本 naïve", ["nave"]),
+        ("?!", []),
+    ],
+)
 def test_tokenize(caption: str, tokens: list[str]) -> None:
     assert tokenize(caption) == tokens
 
@@ -116,6 +119,7 @@ def test_encode_caption_reports_oov() -> None:
 
 
 # --- captions.pickle and safe pickles ----------------------------------------------------
+
 
 def test_captions_pickle_built_then_reloaded(birds: Path) -> None:
     built = load_text_data(birds, CPI)
@@ -180,18 +184,22 @@ def test_python2_pickle_and_round_trip(tmp_path: Path) -> None:
 
 # --- boxes, crops and image scales -------------------------------------------------------
 
+
 def test_load_bboxes_truncates(birds: Path) -> None:
     boxes = load_bboxes(birds)
     assert boxes[BIRDS[0][0]] == [30, 20, 20, 20]
     assert boxes[BIRDS[2][0]] == [10, 5, 30, 40]
 
 
-@pytest.mark.parametrize("bbox, size, box", [
-    ((30, 20, 20, 20), (100, 80), (25, 15, 55, 45)),
-    ((0, 0, 40, 20), (100, 80), (0, 0, 50, 40)),       # clipped at left and top
-    ((80, 60, 20, 20), (100, 80), (75, 55, 100, 80)),  # clipped at right and bottom
-    ((11, 7, 25, 13), (100, 80), (5, 0, 41, 31)),      # r = int(18.75), centre int(23.5), int(13.5)
-])
+@pytest.mark.parametrize(
+    "bbox, size, box",
+    [
+        ((30, 20, 20, 20), (100, 80), (25, 15, 55, 45)),
+        ((0, 0, 40, 20), (100, 80), (0, 0, 50, 40)),  # clipped at left and top
+        ((80, 60, 20, 20), (100, 80), (75, 55, 100, 80)),  # clipped at right and bottom
+        ((11, 7, 25, 13), (100, 80), (5, 0, 41, 31)),  # r = int(18.75), centre int(23.5), int(13.5)
+    ],
+)
 def test_crop_box(bbox, size, box) -> None:
     assert crop_box(bbox, *size) == box
 
@@ -206,23 +214,35 @@ def test_dataset_applies_crop(birds: Path) -> None:
 
 
 def test_multi_scale_shapes_in_range(birds: Path) -> None:
-    ds = TextDataset(birds, "train", base_size=16, branch_num=3, captions_per_image=CPI,
-                     transform=image_transform(64))
+    ds = TextDataset(birds, "train", base_size=16, branch_num=3, captions_per_image=CPI, transform=image_transform(64))
     for i in range(len(ds)):
         imgs, caption, cap_len, class_id, key = ds[i]
         assert [tuple(t.shape) for t in imgs] == [(3, 16, 16), (3, 32, 32), (3, 64, 64)]
         assert all(t.min() >= -1 and t.max() <= 1 for t in imgs)
         assert caption.dtype == torch.int64 and caption.shape == (18,)
         assert key == BIRDS[i][0] and class_id == [1, 1, 2][i]
-    single = TextDataset(birds, "test", base_size=16, branch_num=3, captions_per_image=CPI,
-                         transform=image_transform(64), single_image=True)
+    single = TextDataset(
+        birds,
+        "test",
+        base_size=16,
+        branch_num=3,
+        captions_per_image=CPI,
+        transform=image_transform(64),
+        single_image=True,
+    )
     assert [tuple(t.shape) for t in single[0][0]] == [(3, 64, 64)]
 
 
 def test_build_dataset_from_config(coco: Path) -> None:
-    cfg = EasyDict(DATA_DIR=str(coco), TREE={"BASE_SIZE": 8, "BRANCH_NUM": 2},
-                   TEXT={"CAPTIONS_PER_IMAGE": CPI, "WORDS_NUM": 5}, GAN={"B_DCGAN": False},
-                   AUGMENT={"HORIZONTAL_FLIP": True}, RUN={"IMAGE_CACHE": True, "CACHE_DIR": ""}, WORKERS=0)
+    cfg = EasyDict(
+        DATA_DIR=str(coco),
+        TREE={"BASE_SIZE": 8, "BRANCH_NUM": 2},
+        TEXT={"CAPTIONS_PER_IMAGE": CPI, "WORDS_NUM": 5},
+        GAN={"B_DCGAN": False},
+        AUGMENT={"HORIZONTAL_FLIP": True},
+        RUN={"IMAGE_CACHE": True, "CACHE_DIR": ""},
+        WORKERS=0,
+    )
     ds = build_dataset(cfg, "train")
     assert ds.bboxes is None and list(ds.class_id) == [0, 1]
     assert ds.cache is not None and (coco / "cache" / "train_19.u8").is_file()  # Resize(16 * 76 // 64)
@@ -237,6 +257,7 @@ def test_build_dataset_from_config(coco: Path) -> None:
 
 
 # --- words and caption sampling ----------------------------------------------------------
+
 
 def test_pad_short_caption() -> None:
     out, length = pad_or_sample([5, 6, 7], 6)
@@ -267,6 +288,7 @@ def test_caption_choice_matches_original_and_stays_in_image(coco: Path) -> None:
     sent_ix = np.random.randint(0, CPI)  # the original: numpy's randint, high exclusive
     expected, _ = pad_or_sample(ds.captions[sent_ix], 18)
     assert torch.equal(got, torch.from_numpy(expected))
+
     def owner(caption: torch.Tensor) -> set[int]:
         words = set(caption.tolist()) - {0}
         return {j // CPI for j, c in enumerate(ds.captions) if words <= set(c)}
@@ -280,13 +302,15 @@ def test_caption_choice_matches_original_and_stays_in_image(coco: Path) -> None:
 
 # --- batches -----------------------------------------------------------------------------
 
+
 def test_prepare_data_sorts_descending_and_stably() -> None:
     lens = torch.tensor([3, 5, 3, 5, 1])
     imgs = [torch.arange(5.0).view(5, 1, 1, 1).expand(5, 3, 4, 4)]
     captions = torch.arange(5).view(5, 1).repeat(1, 6)
     keys = ["a", "b", "c", "d", "e"]
     out_imgs, out_caps, out_lens, class_ids, out_keys = prepare_data(
-        (imgs, captions, lens, torch.tensor([10, 11, 12, 13, 14]), keys), "cpu")
+        (imgs, captions, lens, torch.tensor([10, 11, 12, 13, 14]), keys), "cpu"
+    )
     assert out_lens.tolist() == [5, 5, 3, 3, 1]
     assert out_keys == ["b", "d", "a", "c", "e"]
     assert out_caps[:, 0].tolist() == [1, 3, 0, 2, 4]
@@ -295,12 +319,14 @@ def test_prepare_data_sorts_descending_and_stably() -> None:
     # A batch of 20 with many ties (torch's default CPU sort reorders ties from 17 up).
     lens = torch.tensor([3, 1, 2] * 6 + [2, 3])
     keys = [str(i) for i in range(20)]
-    *_, out_keys = prepare_data(([torch.zeros(20, 3, 2, 2)], torch.zeros(20, 4, dtype=torch.long),
-                                  lens, np.arange(20), keys), "cpu")
+    *_, out_keys = prepare_data(
+        ([torch.zeros(20, 3, 2, 2)], torch.zeros(20, 4, dtype=torch.long), lens, np.arange(20), keys), "cpu"
+    )
     assert out_keys == sorted(keys, key=lambda k: -int(lens[int(k)]))
 
 
 # --- bad input ---------------------------------------------------------------------------
+
 
 def test_missing_files_are_all_listed(coco: Path, birds: Path) -> None:
     for p in (coco / "images").iterdir():

@@ -16,12 +16,11 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 
+import dist_workers as workers
 from attngan import distributed
 from attngan.losses import damsm_losses
 from attngan.runtime import run_dir, seed_everything
 from attngan.training.gan import GanTrainer
-
-import dist_workers as workers
 from conftest import ROOT
 from test_gan_training import setup_dirs, tiny_cfg  # noqa: F401 (a fixture)
 
@@ -115,6 +114,7 @@ def test_batch_that_does_not_divide_names_both_numbers():
 
 # ---- torchrun ------------------------------------------------------------------------
 
+
 def torchrun(*args: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", *args]
 
@@ -130,10 +130,22 @@ def test_sigterm_to_the_torchrun_group_saves_one_state_that_resumes_on_one_proce
     cfg = tiny_cfg(data, root / "enc")
     cfg.TRAIN.MAX_EPOCH, cfg.RUN.IMAGE_INTERVAL = 100000, 100000
     cfg_file = write_cfg(cfg, tmp_path / "tiny.yml")
-    command = torchrun("--nproc_per_node", str(WORLD), "--master_port", str(workers.free_port()),
-                       str(ROOT / "code" / "main.py"), "--cfg", cfg_file, "--gpu", "-1", "--output_dir", str(out))
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    command = torchrun(
+        "--nproc_per_node",
+        str(WORLD),
+        "--master_port",
+        str(workers.free_port()),
+        str(ROOT / "code" / "main.py"),
+        "--cfg",
+        cfg_file,
+        "--gpu",
+        "-1",
+        "--output_dir",
+        str(out),
+    )
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     state = out / "Model" / "training_state.pth"
     deadline = time.time() + 120
     while not state.exists() and process.poll() is None and time.time() < deadline:
@@ -148,8 +160,21 @@ def test_sigterm_to_the_torchrun_group_saves_one_state_that_resumes_on_one_proce
     assert sorted(p.name for p in (out / "Model").iterdir() if p.suffix == ".pth")[-1] == "training_state.pth"
 
     cfg.TRAIN.MAX_EPOCH = saved["epoch"] + 1  # one process goes on with the same recipe to the next epoch end
-    resumed = subprocess.run([sys.executable, str(ROOT / "code" / "main.py"), "--cfg", write_cfg(cfg, tmp_path / "b.yml"),
-                              "--gpu", "-1", "--resume", str(state)], capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "code" / "main.py"),
+            "--cfg",
+            write_cfg(cfg, tmp_path / "b.yml"),
+            "--gpu",
+            "-1",
+            "--resume",
+            str(state),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"epoch {saved['epoch']}, step {saved['step']}" in resumed.stderr
     assert (out / "Model" / f"netG_epoch_{saved['epoch'] + 1}.pth").is_file()
@@ -162,14 +187,48 @@ def test_two_nodes_on_one_machine_pretrain_damsm(tmp_path):
     make_shapes_dataset(data, num_images=30, image_size=32, seed=5)  # 25 train, 5 test images
     out = tmp_path / "damsm"
     endpoint = f"127.0.0.1:{workers.free_port()}"
-    overrides = [f"DATA_DIR={data}", "WORKERS=0", "TRAIN.BATCH_SIZE=4", "TRAIN.MAX_EPOCH=1", "TREE.BASE_SIZE=32",
-                 "TEXT.EMBEDDING_DIM=16", "DAMSM.VAL_BATCHES=1"]
-    nodes = [subprocess.Popen(torchrun("--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(node),
-                                       "--rdzv_backend", "c10d", "--rdzv_endpoint", endpoint, "--rdzv_id", "two-nodes",
-                                       str(ROOT / "code" / "pretrain_DAMSM.py"), "--cfg",
-                                       str(ROOT / "cfg" / "DAMSM" / "shapes.yml"), "--gpu", "-1", "--output_dir",
-                                       str(out), "--manualSeed", "1", "--set", *overrides),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for node in range(2)]
+    overrides = [
+        f"DATA_DIR={data}",
+        "WORKERS=0",
+        "TRAIN.BATCH_SIZE=4",
+        "TRAIN.MAX_EPOCH=1",
+        "TREE.BASE_SIZE=32",
+        "TEXT.EMBEDDING_DIM=16",
+        "DAMSM.VAL_BATCHES=1",
+    ]
+    nodes = [
+        subprocess.Popen(
+            torchrun(
+                "--nnodes",
+                "2",
+                "--nproc_per_node",
+                "1",
+                "--node_rank",
+                str(node),
+                "--rdzv_backend",
+                "c10d",
+                "--rdzv_endpoint",
+                endpoint,
+                "--rdzv_id",
+                "two-nodes",
+                str(ROOT / "code" / "pretrain_DAMSM.py"),
+                "--cfg",
+                str(ROOT / "cfg" / "DAMSM" / "shapes.yml"),
+                "--gpu",
+                "-1",
+                "--output_dir",
+                str(out),
+                "--manualSeed",
+                "1",
+                "--set",
+                *overrides,
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for node in range(2)
+    ]
     results = [node.communicate(timeout=240) for node in nodes]
     assert all(node.returncode == 0 for node in nodes), [err[-2000:] for _, err in results]
     printed = [json.loads(o.strip().splitlines()[-1]) for o, _ in results if o.strip()]

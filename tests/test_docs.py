@@ -7,13 +7,12 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 from functools import lru_cache
 
 import pytest
+import tomllib
 
 from attngan.config import apply_overrides, load_config
-
 from conftest import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -56,8 +55,7 @@ def make_targets():
 
 @lru_cache(maxsize=None)
 def help_text(program: tuple[str, ...]) -> str:
-    result = subprocess.run([sys.executable, *program, "--help"], capture_output=True, text=True, cwd=ROOT,
-                            timeout=120)
+    result = subprocess.run([sys.executable, *program, "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, (program, result.stderr[-2000:])
     return result.stdout
 
@@ -103,8 +101,11 @@ CASES = [(doc, number, argv) for doc in DOCS for number, argv in commands(doc)]
 @pytest.mark.parametrize("doc,number,argv", CASES, ids=[f"{d.name}:{n}" for d, n, _ in CASES])
 def test_documented_command_is_current(doc, number, argv):
     head = argv[0].removeprefix(".venv/bin/")
-    if head in PROGRAMS_WITHOUT_HELP or not (argv[0].startswith(".venv/bin/") or head.startswith("attngan-")
-                                             or head in ("python", "python3", "make", "bash", "torchrun")):
+    if head in PROGRAMS_WITHOUT_HELP or not (
+        argv[0].startswith(".venv/bin/")
+        or head.startswith("attngan-")
+        or head in ("python", "python3", "make", "bash", "torchrun")
+    ):
         return  # not a command of this project (a layout, a config, another tool)
     for token in argv:
         if REPO_PATH.match(token) and not token.startswith("docs/") or token.startswith("docs/") and "." in token:
@@ -125,7 +126,7 @@ def test_documented_command_is_current(doc, number, argv):
         cfg_file = ROOT / args[args.index("--cfg") + 1]
         if cfg_file.is_file():
             overrides = []
-            for token in args[args.index("--set") + 1:]:
+            for token in args[args.index("--set") + 1 :]:
                 if token.startswith("--"):
                     break
                 overrides.append(token)
@@ -142,5 +143,6 @@ def test_a_stale_option_or_file_is_caught():
     with pytest.raises(AssertionError, match="--no_such_option is not an option"):
         check_flags(("code/main.py",), ["--cfg", "cfg/bird_attn2.yml", "--no_such_option"])
     with pytest.raises(AssertionError, match="does not exist"):
-        test_documented_command_is_current(ROOT / "README.md", 0, [".venv/bin/python", "code/main.py", "--cfg",
-                                                                    "cfg/no_such.yml"])
+        test_documented_command_is_current(
+            ROOT / "README.md", 0, [".venv/bin/python", "code/main.py", "--cfg", "cfg/no_such.yml"]
+        )

@@ -1,6 +1,7 @@
 """attngan-eval end to end on a tiny shapes dataset with random-weight G and DAMSM encoders:
 the caption order of the protocol, determinism, the outputs, scoring a folder of images
 and the errors a user can make. IS/FID run on a tiny random feature extractor (offline)."""
+
 import copy
 import json
 import shutil
@@ -13,10 +14,11 @@ import yaml
 from PIL import Image
 
 from attngan.checkpoint import save_weights
+from attngan.cli import eval_main as main
 from attngan.config import load_config
 from attngan.data.synthetic import make_shapes_dataset
 from attngan.data.text import load_text_data
-from attngan.evaluation import evaluate, main, parse_metrics
+from attngan.evaluation import evaluate, parse_metrics
 from attngan.evaluation.captions import sample_rows
 from attngan.evaluation.folder import MANIFEST, read_manifest
 from attngan.models import build_generator, build_image_encoder, build_text_encoder
@@ -95,8 +97,10 @@ def test_samples_cycle_through_every_caption_of_every_test_image(cfg, tmp_path):
 def test_same_seed_same_numbers_and_no_side_effects(cfg, tmp_path):
     extractors = [TinyFeatures(), TinyFeatures()]
     state = torch.get_rng_state()
-    runs = [evaluate(cfg, CPU, {"rp", "is", "fid"}, tmp_path / name, feature_extractor=extractor)
-            for name, extractor in zip("ab", extractors)]
+    runs = [
+        evaluate(cfg, CPU, {"rp", "is", "fid"}, tmp_path / name, feature_extractor=extractor)
+        for name, extractor in zip("ab", extractors)
+    ]
     assert torch.equal(torch.get_rng_state(), state)  # the caller's random stream is untouched
     a, b = (read_json(tmp_path / name / "metrics.json") for name in ("a", "b"))
     assert a["metrics"] == b["metrics"] == runs[0]["metrics"]
@@ -106,8 +110,9 @@ def test_same_seed_same_numbers_and_no_side_effects(cfg, tmp_path):
 
 
 def test_metrics_json_and_report_hold_the_requested_metrics(cfg, tmp_path):
-    summary = evaluate(cfg, CPU, {"rp", "fid"}, tmp_path, num_samples=10, batch_size=4,
-                       feature_extractor=TinyFeatures())
+    summary = evaluate(
+        cfg, CPU, {"rp", "fid"}, tmp_path, num_samples=10, batch_size=4, feature_extractor=TinyFeatures()
+    )
     saved = read_json(tmp_path / "metrics.json")
     assert saved == json.loads(json.dumps(summary))
     assert set(saved["metrics"]) == {"r_precision", "fid"}
@@ -121,18 +126,33 @@ def test_metrics_json_and_report_hold_the_requested_metrics(cfg, tmp_path):
     assert saved["seconds"]["total"] > 0
     report = (tmp_path / "report.md").read_text()
     assert "| Model | IS | R-precision (%) | FID |" in report
-    assert f"| netG_epoch_1 | – | {100 * rp['mean']:.2f} ± {100 * rp['std']:.2f} | {saved['metrics']['fid']:.2f} |" \
+    assert (
+        f"| netG_epoch_1 | – | {100 * rp['mean']:.2f} ± {100 * rp['std']:.2f} | {saved['metrics']['fid']:.2f} |"
         in report
+    )
     assert "![samples](samples.png)" in report and "attention_0.png" in report
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "attention_0.png").is_file()
     assert not (tmp_path / "images").exists()  # images are kept only when asked
 
 
 def test_scoring_the_saved_folder_gives_the_same_numbers(cfg, tmp_path):
-    direct = evaluate(cfg, CPU, {"rp", "is", "fid"}, tmp_path / "direct", num_samples=13, save_images=True,
-                      feature_extractor=TinyFeatures())
-    folder = evaluate(cfg, CPU, {"rp", "is", "fid"}, tmp_path / "folder", image_dir=tmp_path / "direct" / "images",
-                      feature_extractor=TinyFeatures())
+    direct = evaluate(
+        cfg,
+        CPU,
+        {"rp", "is", "fid"},
+        tmp_path / "direct",
+        num_samples=13,
+        save_images=True,
+        feature_extractor=TinyFeatures(),
+    )
+    folder = evaluate(
+        cfg,
+        CPU,
+        {"rp", "is", "fid"},
+        tmp_path / "folder",
+        image_dir=tmp_path / "direct" / "images",
+        feature_extractor=TinyFeatures(),
+    )
     assert folder["metrics"] == direct["metrics"]
     assert folder["settings"]["source"] == "image_dir" and folder["settings"]["num_samples"] == 13
     assert folder["settings"]["checkpoints"]["generator"] is None
@@ -144,8 +164,27 @@ def test_localisation_object_match_and_the_command_line(cfg, tmp_path, capsys):
     yml = tmp_path / "tiny.yml"
     yml.write_text(yaml.safe_dump(plain))
     out = tmp_path / "out"
-    assert main(["--cfg", str(yml), "--gpu", "-1", "--metrics", "rp,loc,obj", "--num_samples", "7",
-                 "--batch_size", "3", "--output_dir", str(out), "--set", "EVAL.SPLITS=7"]) == 0
+    assert (
+        main(
+            [
+                "--cfg",
+                str(yml),
+                "--gpu",
+                "-1",
+                "--metrics",
+                "rp,loc,obj",
+                "--num_samples",
+                "7",
+                "--batch_size",
+                "3",
+                "--output_dir",
+                str(out),
+                "--set",
+                "EVAL.SPLITS=7",
+            ]
+        )
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["output_dir"] == str(out) and "r_precision" in printed
     saved = read_json(out / "metrics.json")
@@ -155,7 +194,9 @@ def test_localisation_object_match_and_the_command_line(cfg, tmp_path, capsys):
     for values in loc.values():
         assert values["words"] > 0 and 0 < values["chance"] < 1 and 0 <= values["hit_rate"] <= 1
     match = saved["metrics"]["object_match"]
-    assert match["objects"] > 0 and all(0 <= match[k] <= 1 for k in ("colour", "shape", "chance_colour", "chance_shape"))
+    assert match["objects"] > 0 and all(
+        0 <= match[k] <= 1 for k in ("colour", "shape", "chance_colour", "chance_shape")
+    )
     report = (out / "report.md").read_text()
     assert "Chance (%)" in report and "## Object match" in report
     # Without --output_dir: a new folder under RUN.OUTPUT_DIR/eval every run.
@@ -203,8 +244,10 @@ def test_bad_folders_name_the_file_and_line(cfg, tmp_path, good_folder):
         "json": (['{"file": "a.png", "caption": "a red circle"}', "{oops"], r"captions.jsonl line 2: not valid JSON"),
         "keys": (['{"file": "a.png"}'], r"line 1: \"caption\" must be a string"),
         "class": (['{"file": "a.png", "caption": "x", "class_id": "red"}'], r"line 1: \"class_id\" must be an integer"),
-        "missing": (['{"file": "a.png", "caption": "a red circle"}', '{"file": "b.png", "caption": "x"}'],
-                    r"line 2: image not found: .*missing/b.png"),
+        "missing": (
+            ['{"file": "a.png", "caption": "a red circle"}', '{"file": "b.png", "caption": "x"}'],
+            r"line 2: image not found: .*missing/b.png",
+        ),
         "none": ([""], r"captions.jsonl lists no image"),
     }
     for name, (lines, message) in cases.items():
@@ -243,10 +286,16 @@ def test_networks_given_by_a_training_loop_keep_their_mode(cfg, tmp_path):
     n_words = load_text_data(cfg.DATA_DIR, CAPTIONS).n_words
     training_cfg = copy.deepcopy(cfg)
     training_cfg.TRAIN.FLAG = True
-    nets = {"net_g": build_generator(cfg), "text_encoder": build_text_encoder(cfg, n_words),
-            "image_encoder": build_image_encoder(training_cfg)}
+    nets = {
+        "net_g": build_generator(cfg),
+        "text_encoder": build_text_encoder(cfg, n_words),
+        "image_encoder": build_image_encoder(training_cfg),
+    }
     result = evaluate(cfg, CPU, {"rp"}, tmp_path, num_samples=10, **{k: v.train() for k, v in nets.items()})
     assert all(net.training for net in nets.values())
-    assert result["settings"]["checkpoints"] == {"generator": "in memory", "text_encoder": "in memory",
-                                                 "image_encoder": "in memory"}
+    assert result["settings"]["checkpoints"] == {
+        "generator": "in memory",
+        "text_encoder": "in memory",
+        "image_encoder": "in memory",
+    }
     assert np.isfinite(result["metrics"]["r_precision"]["mean"])

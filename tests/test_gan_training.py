@@ -18,11 +18,11 @@ from attngan.checkpoint import load_weights, read_state_dict, save_weights
 from attngan.cli import main
 from attngan.config import load_config
 from attngan.data.synthetic import make_shapes_dataset
+from attngan.evaluation.periodic import during_training
 from attngan.losses import KL_loss, discriminator_loss, generator_loss, sent_loss, words_loss
 from attngan.models import build_generator, build_image_encoder, build_text_encoder
 from attngan.runtime import run_dir, seed_everything
 from attngan.training.gan import GanTrainer, as_floats
-
 from conftest import ROOT
 
 
@@ -49,6 +49,7 @@ def setup_dirs(tmp_path_factory):
     cfg = tiny_cfg(data, root / "enc")
     torch.manual_seed(0)
     from attngan.data.text import load_text_data
+
     n_words = load_text_data(data, 10).n_words
     save_weights(build_text_encoder(cfg, n_words), root / "enc" / "text_encoder0.pth")
     save_weights(build_image_encoder(cfg), root / "enc" / "image_encoder0.pth")
@@ -57,20 +58,32 @@ def setup_dirs(tmp_path_factory):
 
 def make_trainer(cfg, out, seed=7):
     seed_everything(seed)
-    return GanTrainer(cfg, torch.device("cpu"), run_dir(cfg, str(out)), seed)
+    cpu = torch.device("cpu")
+    return GanTrainer(cfg, cpu, run_dir(cfg, str(out)), seed, evaluate=during_training(cfg, cpu))
 
 
 # ---- losses against plain formulas -------------------------------------------------------
+
 
 class FixedD(nn.Module):
     """A 'discriminator' whose heads return fixed probabilities, to check the loss algebra."""
 
     def __init__(self, p_real_cond, p_fake_cond, p_wrong, p_real_uncond=None, p_fake_uncond=None):
         super().__init__()
-        self.COND_DNET = lambda f, c: torch.where(f[:, 0] > 0, torch.full_like(f[:, 0], p_real_cond if len(f) == 3 else p_wrong),
-                                                  torch.full_like(f[:, 0], p_fake_cond))
-        self.UNCOND_DNET = None if p_real_uncond is None else (
-            lambda f: torch.where(f[:, 0] > 0, torch.full_like(f[:, 0], p_real_uncond), torch.full_like(f[:, 0], p_fake_uncond)))
+        self.COND_DNET = lambda f, c: torch.where(
+            f[:, 0] > 0,
+            torch.full_like(f[:, 0], p_real_cond if len(f) == 3 else p_wrong),
+            torch.full_like(f[:, 0], p_fake_cond),
+        )
+        self.UNCOND_DNET = (
+            None
+            if p_real_uncond is None
+            else (
+                lambda f: torch.where(
+                    f[:, 0] > 0, torch.full_like(f[:, 0], p_real_uncond), torch.full_like(f[:, 0], p_fake_uncond)
+                )
+            )
+        )
 
     def forward(self, x):
         return x  # real images are +1, fakes -1
@@ -101,6 +114,7 @@ def test_generator_loss_formula():
 
     def image_encoder(x):
         return feats, code
+
     words, sent = torch.randn(3, 5, 4), torch.randn(3, 5)
     lens, ids = torch.tensor([4, 3, 2]), np.array([1, 2, 1])
     terms = generator_loss(ds, image_encoder, fake, words, sent, lens, ids, 4.0, 5.0, 10.0, lam=5.0)
@@ -119,6 +133,7 @@ def test_kl_loss_hand_computed():
 
 # ---- training -------------------------------------------------------------------------------
 
+
 def test_one_step_changes_g_and_every_d_and_averages(setup_dirs, tmp_path):
     root, data = setup_dirs
     trainer = make_trainer(tiny_cfg(data, root / "enc"), tmp_path / "run")
@@ -126,6 +141,7 @@ def test_one_step_changes_g_and_every_d_and_averages(setup_dirs, tmp_path):
     before_d = [[p.detach().clone() for p in d.parameters()] for d in trainer.nets_d]
     avg_before = [a.clone() for a in trainer.avg_g]
     from attngan.data.loader import epoch_loader
+
     logs = as_floats(trainer.train_step(next(iter(epoch_loader(trainer.dataset, 4, 0, 7, 0)))))
     assert all(np.isfinite(v) for v in logs.values())
     assert {"D0/errD", "D1/errD", "G/errG", "G/kl_loss", "G/w_loss", "G/s_loss", "G/uncond0", "G/cond1"} <= set(logs)
@@ -141,6 +157,7 @@ def test_bf16_step_is_finite_and_close_to_fp32(setup_dirs, tmp_path):
     """Autocast to bf16 (8 mantissa bits): the first step's losses, from the same weights
     and batch, agree with float32's to within a few percent."""
     from attngan.data.loader import epoch_loader
+
     root, data = setup_dirs
     logs = {}
     for precision in ("fp32", "bf16"):
@@ -165,6 +182,7 @@ def test_unknown_precision_is_an_error(setup_dirs, tmp_path):
 
 def test_evaluation_every_epoch_goes_to_eval_and_tensorboard(setup_dirs, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     root, data = setup_dirs
     cfg = tiny_cfg(data, root / "enc")
     cfg.TRAIN.MAX_EPOCH = 1
@@ -206,8 +224,15 @@ def test_snapshots_in_the_original_names_load_into_fresh_models(setup_dirs, tmp_
     cfg = tiny_cfg(data, root / "enc")
     make_trainer(cfg, tmp_path / "run").train()
     model = tmp_path / "run" / "Model"
-    assert {p.name for p in model.glob("*.pth")} == {"netG_epoch_0.pth", "netG_epoch_1.pth", "netG_epoch_2.pth",
-                                                     "netD0.pth", "netD1.pth", "training_state.pth"}
+    assert {p.name for p in model.glob("*.pth")} == {
+        "netG_epoch_0.pth",
+        "netG_epoch_1.pth",
+        "netG_epoch_2.pth",
+        "netD0.pth",
+        "netD1.pth",
+        "training_state.pth",
+        "training_state.previous.pth",
+    }
     state = state_of(model)
     g = load_weights(build_generator(cfg, initialise=False), model / "netG_epoch_2.pth")
     assert all(torch.equal(p, a) for p, a in zip(g.parameters(), state["avg_g"]))  # the averaged G
@@ -224,8 +249,19 @@ def test_dcgan_and_cli(setup_dirs, tmp_path, capsys):
     trainer = make_trainer(cfg, tmp_path / "dc")
     assert len(trainer.nets_d) == 1 and trainer.nets_d[0].UNCOND_DNET is None
     trainer.train(stop_after_steps=1)
-    argv = ["--cfg", str(ROOT / "cfg/bird_attn2.yml"), "--gpu", "-1", "--data_dir", str(data), "--output_dir",
-            str(tmp_path / "cli"), "--set", "TRAIN.NET_E=", "TRAIN.BATCH_SIZE=4"]
+    argv = [
+        "--cfg",
+        str(ROOT / "cfg/bird_attn2.yml"),
+        "--gpu",
+        "-1",
+        "--data_dir",
+        str(data),
+        "--output_dir",
+        str(tmp_path / "cli"),
+        "--set",
+        "TRAIN.NET_E=",
+        "TRAIN.BATCH_SIZE=4",
+    ]
     assert main(argv) == 2
     assert "needs pretrained DAMSM encoders: set TRAIN.NET_E" in capsys.readouterr().err
 
@@ -239,10 +275,19 @@ def test_sigterm_to_the_process_group_saves_the_training_state(setup_dirs, tmp_p
     cfg = tiny_cfg(data, root / "enc")
     cfg.WORKERS, cfg.TRAIN.MAX_EPOCH, cfg.RUN.IMAGE_INTERVAL = 1, 100000, 100000
     (tmp_path / "tiny.yml").write_text(yaml.safe_dump(json.loads(json.dumps(cfg))))
-    command = [sys.executable, str(ROOT / "code" / "main.py"), "--cfg", str(tmp_path / "tiny.yml"), "--gpu", "-1",
-               "--output_dir", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    command = [
+        sys.executable,
+        str(ROOT / "code" / "main.py"),
+        "--cfg",
+        str(tmp_path / "tiny.yml"),
+        "--gpu",
+        "-1",
+        "--output_dir",
+        str(out),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     state = out / "Model" / "training_state.pth"
     deadline = time.time() + 120
     while not state.exists() and process.poll() is None and time.time() < deadline:

@@ -1,6 +1,7 @@
 """The decoded-image cache (RUN.IMAGE_CACHE) against decoding every image on every step:
 the same items (random crop, flip, caption choice, every scale's pixels); reused while the
 images stay the same, rebuilt when they change."""
+
 import random
 
 import numpy as np
@@ -9,8 +10,8 @@ import torch
 from PIL import Image
 
 from attngan.data.datasets import TextDataset, image_transform
-
 from test_data import BIRDS, CPI, birds, coco  # noqa: F401  (fixtures)
+
 
 def item(ds, index: int, seed: int):
     random.seed(seed)
@@ -29,7 +30,9 @@ def test_cached_items_equal_the_decoded_ones(layout, request, tmp_path):
     for index in range(len(plain)):
         for seed in range(6):
             (a_imgs, a_cap, a_len, a_cls, a_key), (b_imgs, b_cap, b_len, b_cls, b_key) = (
-                item(plain, index, seed), item(cached, index, seed))
+                item(plain, index, seed),
+                item(cached, index, seed),
+            )
             assert (a_key, a_len, a_cls) == (b_key, b_len, b_cls) and torch.equal(a_cap, b_cap)
             assert len(a_imgs) == len(b_imgs) == 3
             assert all(torch.equal(a, b) for a, b in zip(a_imgs, b_imgs))  # the same draws, the same pixels
@@ -66,8 +69,16 @@ def test_building_the_cache_leaves_the_global_generators_alone(birds, tmp_path):
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
-    TextDataset(birds, "train", base_size=16, branch_num=2, captions_per_image=CPI, transform=image_transform(32),
-                cache_dir=tmp_path, workers=1)
+    TextDataset(
+        birds,
+        "train",
+        base_size=16,
+        branch_num=2,
+        captions_per_image=CPI,
+        transform=image_transform(32),
+        cache_dir=tmp_path,
+        workers=1,
+    )
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -75,5 +86,12 @@ def test_an_unwritable_cache_folder_is_one_clear_error(birds, tmp_path):  # noqa
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(RuntimeError, match="cannot create the image cache folder .* set RUN.CACHE_DIR"):
-        TextDataset(birds, "train", base_size=16, branch_num=1, captions_per_image=CPI, transform=image_transform(16),
-                    cache_dir=blocker / "cache")
+        TextDataset(
+            birds,
+            "train",
+            base_size=16,
+            branch_num=1,
+            captions_per_image=CPI,
+            transform=image_transform(16),
+            cache_dir=blocker / "cache",
+        )

@@ -8,9 +8,17 @@ import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 from torch import nn
 from torchmetrics.image.inception import InceptionScore
 
-from attngan.metrics.image_quality import (INCEPTION_WEIGHTS_FILE, INCEPTION_WEIGHTS_URL, ImageQuality,
-                                           InceptionWeightsError, frechet_distance, inception_score_from_probs,
-                                           library_weights_path, load_inception, to_uint8)
+from attngan.metrics.image_quality import (
+    INCEPTION_WEIGHTS_FILE,
+    INCEPTION_WEIGHTS_URL,
+    ImageQuality,
+    InceptionWeightsError,
+    frechet_distance,
+    inception_score_from_probs,
+    library_weights_path,
+    load_inception,
+    to_uint8,
+)
 
 
 class PixelFeatures(nn.Module):
@@ -49,12 +57,12 @@ def test_frechet_distance_shifted_and_scaled_gaussian():
     a = rng.normal(size=(6, 6))
     sigma, mu, shift, scale = a @ a.T + np.eye(6), rng.normal(size=6), rng.normal(size=6), 1.7
     # N(mu, S) vs N(mu + d, c^2 S): (S c^2 S)^(1/2) = c S, so FID = |d|^2 + (1 - c)^2 tr(S)  (by hand)
-    expected = (shift ** 2).sum() + (1 - scale) ** 2 * np.trace(sigma)
-    assert frechet_distance(mu, sigma, mu + shift, scale ** 2 * sigma) == pytest.approx(expected, rel=1e-9)
+    expected = (shift**2).sum() + (1 - scale) ** 2 * np.trace(sigma)
+    assert frechet_distance(mu, sigma, mu + shift, scale**2 * sigma) == pytest.approx(expected, rel=1e-9)
     # a general pair against scipy's matrix square root
     b = rng.normal(size=(6, 6))
     other = b @ b.T + 0.5 * np.eye(6)
-    reference = (shift ** 2).sum() + np.trace(sigma + other - 2 * scipy.linalg.sqrtm(sigma @ other).real)
+    reference = (shift**2).sum() + np.trace(sigma + other - 2 * scipy.linalg.sqrtm(sigma @ other).real)
     assert frechet_distance(mu, sigma, mu + shift, other) == pytest.approx(reference, rel=1e-9)
 
 
@@ -64,7 +72,9 @@ def test_inception_score_golden_values():
     one_hot = torch.eye(k).repeat(10, 1)  # every split of 4 consecutive rows holds each class once
     assert inception_score_from_probs(one_hot, splits=10) == pytest.approx((k, 0.0))
     # two images [1,0] and [.5,.5]: p(y) = [.75,.25], KL = log(4/3) and log(4/3)/2 -> IS = (4/3)^(3/4)  (by hand)
-    assert inception_score_from_probs(torch.tensor([[1.0, 0.0], [0.5, 0.5]]), splits=1)[0] == pytest.approx((4 / 3) ** 0.75)
+    assert inception_score_from_probs(torch.tensor([[1.0, 0.0], [0.5, 0.5]]), splits=1)[0] == pytest.approx(
+        (4 / 3) ** 0.75
+    )
     # consecutive splits and the population std: a uniform half (IS 1) then a one-hot half (IS k)
     halves = torch.cat([torch.full((k, k), 1 / k), torch.eye(k)])
     assert inception_score_from_probs(halves, splits=2) == pytest.approx(((1 + k) / 2, (k - 1) / 2))

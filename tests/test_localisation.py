@@ -1,6 +1,7 @@
 """Attention localisation: the hit and chance rules on constructed maps, which words are
 scored, the box in the models' frame, and both end-to-end scorers on a tiny dataset
 (random models, and an oracle DAMSM that attends to each colour word's own colour)."""
+
 import math
 
 import pytest
@@ -11,8 +12,16 @@ import torch.nn.functional as F
 from attngan.config import load_config
 from attngan.data.datasets import build_dataset
 from attngan.data.synthetic import make_shapes_dataset
-from attngan.metrics.localisation import (Localisation, damsm_localisation, generator_localisation, load_objects,
-                                          peak_cells, peak_hits, view_box, words_naming_objects)
+from attngan.metrics.localisation import (
+    Localisation,
+    damsm_localisation,
+    generator_localisation,
+    load_objects,
+    peak_cells,
+    peak_hits,
+    view_box,
+    words_naming_objects,
+)
 from attngan.models import build_generator, build_image_encoder, build_text_encoder
 
 CPU = torch.device("cpu")
@@ -73,14 +82,28 @@ def test_peaks_of_a_batch_are_each_maps_first_maximum():
 
 
 def test_only_words_naming_one_object_get_its_box():
-    objects = [{"words": ["red", "circle"], "box": [0, 0, 4, 4]},
-               {"words": ["red", "square"], "box": [8, 8, 4, 4]},
-               {"words": ["blue", "circle"], "box": [16, 0, 4, 4]},
-               {"words": ["green", "diamond"], "box": [0, 16, 4, 4]}]
+    objects = [
+        {"words": ["red", "circle"], "box": [0, 0, 4, 4]},
+        {"words": ["red", "square"], "box": [8, 8, 4, 4]},
+        {"words": ["blue", "circle"], "box": [16, 0, 4, 4]},
+        {"words": ["green", "diamond"], "box": [0, 16, 4, 4]},
+    ]
     tokens = ["a", "red", "square", "and", "a", "blue", "circle", "on", "a", "white", "background", "diamond"]
     # red and circle are each shared by two objects; white (the background) names none.
     assert words_naming_objects(tokens, objects) == [
-        None, None, [8, 8, 4, 4], None, None, [16, 0, 4, 4], None, None, None, None, None, [0, 16, 4, 4]]
+        None,
+        None,
+        [8, 8, 4, 4],
+        None,
+        None,
+        [16, 0, 4, 4],
+        None,
+        None,
+        None,
+        None,
+        None,
+        [0, 16, 4, 4],
+    ]
 
 
 def test_view_box_follows_the_centre_crop_of_the_original_transform():
@@ -93,16 +116,23 @@ def test_view_box_follows_the_centre_crop_of_the_original_transform():
 
 
 def test_missing_objects_json_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="objects.json.*attention localisation and object match need a "
-                                                "dataset with "
-                                                "objects.json, such as the generated shapes dataset"):
+    with pytest.raises(
+        FileNotFoundError,
+        match="objects.json.*attention localisation and object match need a "
+        "dataset with "
+        "objects.json, such as the generated shapes dataset",
+    ):
         load_objects(tmp_path)
 
 
 def test_as_dict():
     result = Localisation(0.5, 0.25, 4, {"colour": Localisation(1.0, 0.5, 2)})
-    assert result.as_dict() == {"hit_rate": 0.5, "chance": 0.25, "words": 4,
-                                "by_kind": {"colour": {"hit_rate": 1.0, "chance": 0.5, "words": 2}}}
+    assert result.as_dict() == {
+        "hit_rate": 0.5,
+        "chance": 0.25,
+        "words": 4,
+        "by_kind": {"colour": {"hit_rate": 1.0, "chance": 0.5, "words": 2}},
+    }
 
 
 # ---------------------------------------------------------------- end to end
@@ -141,8 +171,10 @@ def test_generator_localisation_runs_per_stage_and_is_deterministic(tiny):
     assert net_g.training and text_encoder.training  # modes restored
     assert len(results) == cfg.TREE.BRANCH_NUM - 1
     check(results[0], 64 * 64)  # stage 2 attends over its 64x64 input
-    few = [generator_localisation(net_g, text_encoder, dataset, objects, CPU, batch_size=4, seed=3, max_captions=6)
-           for _ in range(2)]
+    few = [
+        generator_localisation(net_g, text_encoder, dataset, objects, CPU, batch_size=4, seed=3, max_captions=6)
+        for _ in range(2)
+    ]
     assert few[0][0].as_dict() == few[1][0].as_dict()
     assert 0 < few[0][0].words < results[0].words
 
@@ -165,20 +197,25 @@ def same_as_recorded(result, recorded, cells):
 def test_localisation_matches_the_recorded_numbers(tiny):
     cfg, dataset, objects, _ = tiny
     torch.manual_seed(0)
-    text_encoder, image_encoder, net_g = (build_text_encoder(cfg, dataset.n_words), build_image_encoder(cfg),
-                                          build_generator(cfg))
+    text_encoder, image_encoder, net_g = (
+        build_text_encoder(cfg, dataset.n_words),
+        build_image_encoder(cfg),
+        build_generator(cfg),
+    )
     for (seed, batch_size), recorded in RECORDED_DAMSM.items():
-        result = damsm_localisation(image_encoder, text_encoder, dataset, objects, CPU, batch_size,
-                                    gamma1=cfg.TRAIN.SMOOTH.GAMMA1, seed=seed)
+        result = damsm_localisation(
+            image_encoder, text_encoder, dataset, objects, CPU, batch_size, gamma1=cfg.TRAIN.SMOOTH.GAMMA1, seed=seed
+        )
         same_as_recorded(result, recorded, 4 * 4)
-    stage2, = generator_localisation(net_g, text_encoder, dataset, objects, CPU, batch_size=8, seed=3)
+    (stage2,) = generator_localisation(net_g, text_encoder, dataset, objects, CPU, batch_size=8, seed=3)
     same_as_recorded(stage2, RECORDED_GENERATOR, 64 * 64)
 
 
 def test_damsm_localisation_runs_on_random_encoders(tiny):
     cfg, dataset, objects, text_encoder = tiny
-    result = damsm_localisation(build_image_encoder(cfg), text_encoder, dataset, objects, CPU, batch_size=8,
-                                gamma1=cfg.TRAIN.SMOOTH.GAMMA1)
+    result = damsm_localisation(
+        build_image_encoder(cfg), text_encoder, dataset, objects, CPU, batch_size=8, gamma1=cfg.TRAIN.SMOOTH.GAMMA1
+    )
     check(result, 4 * 4)  # the compact encoder's regions: 32 px / 8
 
 
@@ -218,8 +255,14 @@ def test_damsm_localisation_finds_colours_with_an_oracle_encoder(tiny):
     """Regions that hold a word's colour get its attention: every colour word hits, which
     checks the boxes' frame and the word-map alignment through sorting and sampling."""
     _, dataset, objects, _ = tiny
-    result = damsm_localisation(ColourRegions(list(objects["colors"].values())),
-                                ColourText(dataset.wordtoix, list(objects["colors"])),
-                                dataset, objects, CPU, batch_size=8, gamma1=5.0)
+    result = damsm_localisation(
+        ColourRegions(list(objects["colors"].values())),
+        ColourText(dataset.wordtoix, list(objects["colors"])),
+        dataset,
+        objects,
+        CPU,
+        batch_size=8,
+        gamma1=5.0,
+    )
     colour = result.by_kind["colour"]
     assert colour.words > 10 and colour.hit_rate == 1.0 and colour.chance < 0.3

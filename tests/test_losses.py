@@ -1,11 +1,11 @@
 """The vectorised DAMSM losses against a plain per-caption implementation written from
 FIDELITY.md (the original's loop over captions, tests/plain.py)."""
+
 import numpy as np
 import pytest
 import torch
 
 from attngan.losses import retrieval_top1, sent_loss, words_loss
-
 from plain import plain_sent_loss, plain_words_loss
 
 
@@ -27,8 +27,9 @@ def test_words_loss_matches_plain_loop(batch, use_classes):
     feats, words, lens, class_ids = batch
     ids = class_ids if use_classes else np.arange(len(lens))
     labels = torch.arange(len(lens))
-    fast0, fast1, fast_maps = words_loss(feats, words, labels, lens, ids if use_classes else None, gamma1=4.0,
-                                         gamma2=5.0, gamma3=10.0)
+    fast0, fast1, fast_maps = words_loss(
+        feats, words, labels, lens, ids if use_classes else None, gamma1=4.0, gamma2=5.0, gamma3=10.0
+    )
     ref0, ref1, ref_maps = plain_words_loss(feats, words, labels, lens, ids, 4.0, 5.0, 10.0)
     assert torch.allclose(fast0, ref0, atol=1e-5) and torch.allclose(fast1, ref1, atol=1e-5)
     for fast, ref in zip(fast_maps, ref_maps):
@@ -40,8 +41,10 @@ def test_words_loss_gradients_match(batch):
     feats, words, lens, class_ids = batch
     labels = torch.arange(len(lens))
     grads = []
-    for fn in (lambda f, w: sum(words_loss(f, w, labels, lens, class_ids, gamma1=4.0)[:2]),
-               lambda f, w: sum(plain_words_loss(f, w, labels, lens, class_ids, 4.0, 5.0, 10.0)[:2])):
+    for fn in (
+        lambda f, w: sum(words_loss(f, w, labels, lens, class_ids, gamma1=4.0)[:2]),
+        lambda f, w: sum(plain_words_loss(f, w, labels, lens, class_ids, 4.0, 5.0, 10.0)[:2]),
+    ):
         f, w = feats.clone().requires_grad_(), words.clone().requires_grad_()
         fn(f, w).backward()
         grads.append((f.grad, w.grad))
@@ -70,7 +73,10 @@ def test_padding_words_are_ignored(batch):
 @pytest.mark.parametrize("use_classes", [True, False])
 def test_sent_loss_matches_plain_loop(batch, use_classes):
     g = torch.Generator().manual_seed(1)
-    cnn, rnn = torch.randn(6, 16, generator=g, dtype=torch.float64), torch.randn(6, 16, generator=g, dtype=torch.float64)
+    cnn, rnn = (
+        torch.randn(6, 16, generator=g, dtype=torch.float64),
+        torch.randn(6, 16, generator=g, dtype=torch.float64),
+    )
     _, _, _, class_ids = batch
     ids = class_ids if use_classes else np.arange(6)
     labels = torch.arange(6)

@@ -2,6 +2,7 @@
 Lines alike, every bad input as one line with nothing written, and docs/own_data.md's
 commands run as written (tiny networks added as --set overrides): make the dataset,
 check it, pretrain DAMSM, train AttnGAN, sample, evaluate."""
+
 import csv
 import importlib
 import json
@@ -17,7 +18,6 @@ from attngan.config import load_config
 from attngan.data.check import check_dataset
 from attngan.data.make_dataset import load_image, main, make_dataset
 from attngan.data.manifest import DatasetError, read_manifest
-
 from conftest import ROOT
 
 DOC = ROOT / "docs" / "own_data.md"
@@ -25,11 +25,21 @@ COLOURS = {"red": (220, 20, 20), "green": (20, 160, 40), "blue": (30, 60, 220), 
 SHAPES = ("circle", "square")
 NUM_IMAGES = 30
 # Tiny networks and one epoch, for the doc's commands (the epoch numbers of the checkpoints follow).
-NETS = ["TEXT.EMBEDDING_DIM=16", "DAMSM.COMPACT_IMAGE_SIZE=32", "GAN.GF_DIM=2", "GAN.DF_DIM=2", "GAN.Z_DIM=8",
-        "GAN.CONDITION_DIM=4"]
+NETS = [
+    "TEXT.EMBEDDING_DIM=16",
+    "DAMSM.COMPACT_IMAGE_SIZE=32",
+    "GAN.GF_DIM=2",
+    "GAN.DF_DIM=2",
+    "GAN.Z_DIM=8",
+    "GAN.CONDITION_DIM=4",
+]
 TINY = {
-    "attngan-pretrain-damsm": ["TRAIN.MAX_EPOCH=1", "TREE.BASE_SIZE=32", "TEXT.EMBEDDING_DIM=16",
-                               "DAMSM.COMPACT_IMAGE_SIZE=32"],
+    "attngan-pretrain-damsm": [
+        "TRAIN.MAX_EPOCH=1",
+        "TREE.BASE_SIZE=32",
+        "TEXT.EMBEDDING_DIM=16",
+        "DAMSM.COMPACT_IMAGE_SIZE=32",
+    ],
     "attngan-train": ["TRAIN.MAX_EPOCH=1", "TRAIN.BATCH_SIZE=8", *NETS],
     "attngan-sample": NETS,
     "attngan-eval": NETS,
@@ -54,9 +64,13 @@ def shapes_folder(folder: Path, count: int = NUM_IMAGES) -> list[dict]:
         name = f"png/{i:02d}.png" if i % 5 == 0 else f"{i:02d}.jpg"
         size, mode = ((200, 160), "RGB") if i == 1 else ((160, 160), "L" if i == 2 else "RGB")
         draw(folder / name, colour, shape, background, size, mode)
-        captions = [f"a {colour} {shape} on a {background} background", f"there is a {colour} {shape}",
-                    f"{background} background with a {colour} {shape}", f"the {shape} is {colour}"]
-        rows += [{"image": name, "caption": c, "class": shape} for c in captions[:2 + i % 3]]
+        captions = [
+            f"a {colour} {shape} on a {background} background",
+            f"there is a {colour} {shape}",
+            f"{background} background with a {colour} {shape}",
+            f"the {shape} is {colour}",
+        ]
+        rows += [{"image": name, "caption": c, "class": shape} for c in captions[: 2 + i % 3]]
     return rows
 
 
@@ -108,9 +122,13 @@ def test_layout_split_classes_and_captions(made):
     assert sorted(unpickle(data / "test/class_info.pickle")) == [1, 1, 1, 2, 2, 2]  # 15 of each: 3 of each drawn
     # Image 0 has 2 captions (repeated in order to 3), image 1 has 3, image 2 has 4 (the first 3 kept).
     assert (data / "text/png/00.txt").read_text() == (
-        "a red circle on a green background\nthere is a red circle\na red circle on a green background\n")
+        "a red circle on a green background\nthere is a red circle\na red circle on a green background\n"
+    )
     assert (data / "text/02.txt").read_text().splitlines() == [
-        "a blue square on a yellow background", "there is a blue square", "yellow background with a blue square"]
+        "a blue square on a yellow background",
+        "there is a blue square",
+        "yellow background with a blue square",
+    ]
     with Image.open(data / "images/01.jpg") as image:  # 200x160: shorter side to 152 = 128 x 76/64
         assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (190, 152))
     with Image.open(data / "images/02.jpg") as image:  # greyscale in, RGB out; 160x160 -> 152x152
@@ -138,7 +156,11 @@ def test_configs_point_at_the_dataset_and_chain_their_checkpoints(made):
         assert cfg.AUGMENT.HORIZONTAL_FLIP is True  # no caption says left or right
     assert damsm.TRAIN.BATCH_SIZE == 6 and gan.TRAIN.BATCH_SIZE == 16  # 6 test images; 24 train > shapes' 16
     assert gan.TREE.BRANCH_NUM == evaluation.TREE.BRANCH_NUM == 2  # 128 px
-    assert gan.TRAIN.NET_E == evaluation.TRAIN.NET_E == f"output/mine/DAMSM/Model/text_encoder{shapes_damsm.TRAIN.MAX_EPOCH - 1}.pth"
+    assert (
+        gan.TRAIN.NET_E
+        == evaluation.TRAIN.NET_E
+        == f"output/mine/DAMSM/Model/text_encoder{shapes_damsm.TRAIN.MAX_EPOCH - 1}.pth"
+    )
     assert evaluation.TRAIN.NET_G == f"output/mine/AttnGAN/Model/netG_epoch_{shapes_gan.TRAIN.MAX_EPOCH}.pth"
     assert not evaluation.TRAIN.FLAG and evaluation.EVAL.METRICS == "rp" and evaluation.EVAL.NUM_SAMPLES == 18
     assert (gan.GAN.GF_DIM, damsm.DAMSM.IMAGE_BACKBONE) == (shapes_gan.GAN.GF_DIM, "compact")
@@ -146,7 +168,8 @@ def test_configs_point_at_the_dataset_and_chain_their_checkpoints(made):
     assert header[0].startswith("# Written by attngan-make-dataset from cfg/shapes_attn2.yml")
     assert "AUGMENT.HORIZONTAL_FLIP: False -> True" in header[1]
     assert (data / "example_captions.txt").read_text().splitlines() == [
-        (data / "text" / f"{k}.txt").read_text().splitlines()[0] for k in unpickle(data / "test/filenames.pickle")]
+        (data / "text" / f"{k}.txt").read_text().splitlines()[0] for k in unpickle(data / "test/filenames.pickle")
+    ]
 
 
 def test_paper_recipe_and_left_right_captions(tmp_path):
@@ -154,11 +177,16 @@ def test_paper_recipe_and_left_right_captions(tmp_path):
     for i in range(10):
         draw(tmp_path / "imgs" / f"{i}.png", "red", "circle", "blue", size=(256, 300))
     out = tmp_path / "paper"
-    summary = make_dataset(tmp_path / "imgs", write_manifest(tmp_path / "c.jsonl", rows), out, recipe="paper",
-                           test_fraction=0.2)
+    summary = make_dataset(
+        tmp_path / "imgs", write_manifest(tmp_path / "c.jsonl", rows), out, recipe="paper", test_fraction=0.2
+    )
     damsm, gan = load_config(out / "damsm.yml"), load_config(out / "attngan.yml")
     assert (damsm.DAMSM.IMAGE_BACKBONE, damsm.TREE.BASE_SIZE, gan.TREE.BRANCH_NUM, gan.GAN.GF_DIM) == (
-        "inception_v3", 299, 3, 32)  # cfg/DAMSM/bird.yml, cfg/bird_attn2.yml
+        "inception_v3",
+        299,
+        3,
+        32,
+    )  # cfg/DAMSM/bird.yml, cfg/bird_attn2.yml
     assert damsm.TRAIN.BATCH_SIZE == 2 and not gan.AUGMENT.HORIZONTAL_FLIP
     assert gan.TRAIN.NET_E == "output/paper/DAMSM/Model/text_encoder599.pth"
     assert summary["captions_per_image"] == 1 and summary["classes"] == 0
@@ -170,8 +198,16 @@ def test_paper_recipe_and_left_right_captions(tmp_path):
 def test_force_replaces_its_own_dataset_only(made, tmp_path, capsys):
     root, _, _ = made
     out = tmp_path / "mine"
-    argv = ["--images", str(root / "imgs"), "--captions", str(root / "captions.csv"), "--out", str(out),
-            "--test-fraction", "0.2"]
+    argv = [
+        "--images",
+        str(root / "imgs"),
+        "--captions",
+        str(root / "captions.csv"),
+        "--out",
+        str(out),
+        "--test-fraction",
+        "0.2",
+    ]
     assert main(argv) == 0
     before = files(out)
     assert main(argv) == 2
@@ -200,6 +236,7 @@ def test_images_come_upright_and_opaque(tmp_path):
 
 # ---------------------------------------------------------------- bad inputs
 
+
 @pytest.fixture
 def small(tmp_path):
     """Six good images and their rows, to spoil one way per test."""
@@ -212,8 +249,19 @@ def run_bad(folder: Path, rows, capsys, manifest_name="captions.csv", extra=(), 
     manifest = manifest or write_manifest(folder / manifest_name, rows)
     out = folder / "data" / "mine"
     capsys.readouterr()
-    status = main(["--images", str(folder / "imgs"), "--captions", str(manifest), "--out", str(out),
-                   "--test-fraction", "0.4", *extra])
+    status = main(
+        [
+            "--images",
+            str(folder / "imgs"),
+            "--captions",
+            str(manifest),
+            "--out",
+            str(out),
+            "--test-fraction",
+            "0.4",
+            *extra,
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 2, captured.err
     assert captured.out == "" and "Traceback" not in captured.err
@@ -226,8 +274,21 @@ def run_bad(folder: Path, rows, capsys, manifest_name="captions.csv", extra=(), 
 def test_good_small_folder_passes(small, capsys):
     folder, rows = small
     manifest = write_manifest(folder / "captions.csv", rows)
-    assert main(["--images", str(folder / "imgs"), "--captions", str(manifest), "--out", str(folder / "ok"),
-                 "--test-fraction", "0.4"]) == 0
+    assert (
+        main(
+            [
+                "--images",
+                str(folder / "imgs"),
+                "--captions",
+                str(manifest),
+                "--out",
+                str(folder / "ok"),
+                "--test-fraction",
+                "0.4",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert f"{folder / 'ok'}: checked 6 images, 6 caption files: OK" in printed
     # 2, 3, 4, 2, 3, 4 captions: each count twice, the tie goes to the larger
@@ -269,7 +330,10 @@ def test_duplicate_name(small, capsys):
     draw(folder / "imgs" / "01.png", "red", "circle", "blue")
     rows.append({"image": "01.png", "caption": "a red circle", "class": "circle"})
     line = run_bad(folder, rows, capsys)
-    assert f"line {len(rows) + 1}: duplicate name: 01.png and 01.jpg (line 4) would both be stored as images/01.jpg" in line
+    assert (
+        f"line {len(rows) + 1}: duplicate name: 01.png and 01.jpg (line 4) would both be stored as images/01.jpg"
+        in line
+    )
 
 
 def test_inconsistent_class(small, capsys):
@@ -278,22 +342,33 @@ def test_inconsistent_class(small, capsys):
     assert "line 3: class 'square' for png/00.png, but line 2 gave 'circle'" in run_bad(folder, rows, capsys)
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("c.csv", "image,caption\n00.jpg\n", "c.csv line 2: no caption field"),
-    ("c.csv", "image,caption\n00.jpg,a,b\n", "c.csv line 2: 3 fields, but the header names 2"),
-    ("c.csv", "caption\na red circle\n", "c.csv header: no 'image' column"),
-    ("c.csv", "image,caption,colour\n00.jpg,a red circle,red\n", "c.csv header: unknown column 'colour'"),
-    ("c.csv", "00.jpg,a red circle\n", "c.csv header: unknown column '00.jpg'"),
-    ("c.jsonl", '{"image": "00.jpg"}\n', "c.jsonl line 1: no caption field"),
-    ("c.jsonl", '\n{"caption": "a red circle"}\n', "c.jsonl line 2: no image field"),
-    ("c.jsonl", '{"image": "00.jpg", "caption": "a circle", "label": "x"}\n', "c.jsonl line 1: unknown field 'label'"),
-    ("c.jsonl", '{"image": "00.jpg", "caption": 3}\n', 'c.jsonl line 1: "caption" must be a string, got 3'),
-    ("c.jsonl", '{"image": "00.jpg", "caption": "a circle"\n', "c.jsonl line 1: not valid JSON"),
-    ("c.jsonl", '{"image": "../00.jpg", "caption": "a circle"}\n', "c.jsonl line 1: image '../00.jpg' is not a path inside --images"),
-    ("c.csv", "", "c.csv: the manifest is empty; expected a header row"),
-    ("c.csv", "image,caption\n\n", "c.csv: the manifest has no rows"),
-    ("c.txt", "image,caption\n", "c.txt: unknown manifest format '.txt'"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("c.csv", "image,caption\n00.jpg\n", "c.csv line 2: no caption field"),
+        ("c.csv", "image,caption\n00.jpg,a,b\n", "c.csv line 2: 3 fields, but the header names 2"),
+        ("c.csv", "caption\na red circle\n", "c.csv header: no 'image' column"),
+        ("c.csv", "image,caption,colour\n00.jpg,a red circle,red\n", "c.csv header: unknown column 'colour'"),
+        ("c.csv", "00.jpg,a red circle\n", "c.csv header: unknown column '00.jpg'"),
+        ("c.jsonl", '{"image": "00.jpg"}\n', "c.jsonl line 1: no caption field"),
+        ("c.jsonl", '\n{"caption": "a red circle"}\n', "c.jsonl line 2: no image field"),
+        (
+            "c.jsonl",
+            '{"image": "00.jpg", "caption": "a circle", "label": "x"}\n',
+            "c.jsonl line 1: unknown field 'label'",
+        ),
+        ("c.jsonl", '{"image": "00.jpg", "caption": 3}\n', 'c.jsonl line 1: "caption" must be a string, got 3'),
+        ("c.jsonl", '{"image": "00.jpg", "caption": "a circle"\n', "c.jsonl line 1: not valid JSON"),
+        (
+            "c.jsonl",
+            '{"image": "../00.jpg", "caption": "a circle"}\n',
+            "c.jsonl line 1: image '../00.jpg' is not a path inside --images",
+        ),
+        ("c.csv", "", "c.csv: the manifest is empty; expected a header row"),
+        ("c.csv", "image,caption\n\n", "c.csv: the manifest has no rows"),
+        ("c.txt", "image,caption\n", "c.txt: unknown manifest format '.txt'"),
+    ],
+)
 def test_bad_manifest_rows(small, capsys, name, content, message):
     folder, _ = small
     manifest = folder / name
@@ -304,18 +379,22 @@ def test_bad_manifest_rows(small, capsys, name, content, message):
 def test_unreadable_manifest(small, capsys):
     folder, _ = small
     assert f"{folder / 'none.csv'}: cannot read manifest: No such file or directory" in run_bad(
-        folder, None, capsys, manifest=folder / "none.csv")
+        folder, None, capsys, manifest=folder / "none.csv"
+    )
     latin = folder / "latin.csv"
     latin.write_bytes("image,caption\n00.jpg,un café\n".encode("latin-1"))
     assert "latin.csv: cannot read manifest: not UTF-8 (byte 0xe9 at offset 27)" in run_bad(
-        folder, None, capsys, manifest=latin)
+        folder, None, capsys, manifest=latin
+    )
 
 
 def test_too_few_images_for_the_split(small, capsys):
     folder, rows = small
     line = run_bad(folder, [r for r in rows if r["image"] in ("png/00.png", "01.jpg", "02.jpg")], capsys)
-    assert ("too few images for the split: 3 images with --test-fraction 0.4 give 2 train and 1 test images; "
-            "each split needs at least 2") in line
+    assert (
+        "too few images for the split: 3 images with --test-fraction 0.4 give 2 train and 1 test images; "
+        "each split needs at least 2"
+    ) in line
 
 
 def test_image_too_small(small, capsys):
@@ -325,12 +404,15 @@ def test_image_too_small(small, capsys):
     assert f"{folder / 'imgs' / '04.jpg'}: image too small: 300x100 px, --image-size 128 needs both sides" in line
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--image-size", "200"], "--image-size 200: AttnGAN's stages double from 64 px; choose from 128, 256"),
-    (["--test-fraction", "1.5"], "--test-fraction must be between 0 and 1, got 1.5"),
-    (["--captions-per-image", "0"], "--captions-per-image must be >= 1, got 0"),
-    (["--recipe", "huge"], "--recipe 'huge': choose from small, paper"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--image-size", "200"], "--image-size 200: AttnGAN's stages double from 64 px; choose from 128, 256"),
+        (["--test-fraction", "1.5"], "--test-fraction must be between 0 and 1, got 1.5"),
+        (["--captions-per-image", "0"], "--captions-per-image must be >= 1, got 0"),
+        (["--recipe", "huge"], "--recipe 'huge': choose from small, paper"),
+    ],
+)
 def test_bad_options(small, capsys, extra, message):
     folder, rows = small
     assert message in run_bad(folder, rows, capsys, extra=extra)
@@ -339,8 +421,7 @@ def test_bad_options(small, capsys, extra, message):
 def test_out_named_birds_is_refused(small, capsys):
     folder, rows = small
     manifest = write_manifest(folder / "c.csv", rows)
-    assert main(["--images", str(folder / "imgs"), "--captions", str(manifest), "--out",
-                 str(folder / "my_birds")]) == 2
+    assert main(["--images", str(folder / "imgs"), "--captions", str(manifest), "--out", str(folder / "my_birds")]) == 2
     assert "holds 'birds' as CUB-200" in capsys.readouterr().err and not (folder / "my_birds").exists()
 
 
@@ -353,9 +434,11 @@ def test_read_manifest_raises_dataset_error(tmp_path):
 
 # ---------------------------------------------------------------- docs/own_data.md, run as written
 
+
 def doc_blocks(kind: str) -> list[str]:
-    return [body for info, body in re.findall(r"```(\w*)\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
-            if info == kind]
+    return [
+        body for info, body in re.findall(r"```(\w*)\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S) if info == kind
+    ]
 
 
 def doc_commands() -> list[list[str]]:
@@ -393,8 +476,15 @@ def test_doc_commands_from_images_to_samples_and_scores(tmp_path, monkeypatch, c
     monkeypatch.chdir(tmp_path)
     write_manifest(tmp_path / "my_images" / "captions.csv", shapes_folder(tmp_path / "my_images"))
     commands = doc_commands()
-    assert [c[0] for c in commands] == ["attngan-make-dataset", "attngan-check-data", "attngan-pretrain-damsm",
-                                        "attngan-train", "attngan-sample", "attngan-sample", "attngan-eval"]
+    assert [c[0] for c in commands] == [
+        "attngan-make-dataset",
+        "attngan-check-data",
+        "attngan-pretrain-damsm",
+        "attngan-train",
+        "attngan-sample",
+        "attngan-sample",
+        "attngan-eval",
+    ]
     for argv in commands:
         program, args = argv[0], argv[1:]
         assert "--set" not in args  # the tiny overrides below are the only ones

@@ -1,5 +1,6 @@
 """Networks: state_dict layout against the reference, shapes, the attention mask quirk,
 initialisation, and building the image encoder without any download."""
+
 import json
 
 import pytest
@@ -7,15 +8,28 @@ import torch
 import torch.nn as nn
 
 from attngan.config import load_config
-from attngan.models import (CA_NET, D_NET64, G_DCGAN, G_NET, GLU, GlobalAttentionGeneral, RNN_ENCODER,
-                            build_discriminators, build_generator, build_image_encoder, build_text_encoder,
-                            weights_init)
+from attngan.models import (
+    CA_NET,
+    D_NET64,
+    G_DCGAN,
+    G_NET,
+    GLU,
+    RNN_ENCODER,
+    GlobalAttentionGeneral,
+    build_discriminators,
+    build_generator,
+    build_image_encoder,
+    build_text_encoder,
+    weights_init,
+)
 from attngan.models.attention import quirk_row_mask
-
 from conftest import ROOT
 
-REFERENCE = json.loads((ROOT.parent / "shared" / "reference" / "state_dict_shapes.json").read_text()) \
-    if (ROOT.parent / "shared" / "reference" / "state_dict_shapes.json").exists() else None
+REFERENCE = (
+    json.loads((ROOT.parent / "shared" / "reference" / "state_dict_shapes.json").read_text())
+    if (ROOT.parent / "shared" / "reference" / "state_dict_shapes.json").exists()
+    else None
+)
 CONFIGS = {"bird": "cfg/bird_attn2.yml", "coco": "cfg/coco_attn2.yml", "bird_dcgan": "cfg/bird_attnDCGAN2.yml"}
 
 
@@ -47,8 +61,10 @@ def test_state_dict_layout_matches_reference(name):
             expected = [(k, v) for k, v in ref["netD2"]["keys"].items() if not k.startswith("UNCOND_DNET")]
         assert layout(net) == expected, f"{name}/{key}"
         assert sum(p.numel() for p in net.parameters()) == sum(
-            int(torch.tensor(s).prod()) for k, s in expected if not k.endswith("num_batches_tracked")
-            and "running_" not in k), f"{name}/{key}"
+            int(torch.tensor(s).prod())
+            for k, s in expected
+            if not k.endswith("num_batches_tracked") and "running_" not in k
+        ), f"{name}/{key}"
 
 
 def tiny_cfg(**tree):
@@ -167,6 +183,7 @@ def test_text_encoder_outputs():
 def test_image_encoder_for_a_checkpoint_never_downloads(monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("tried to download")
+
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
     enc = build_image_encoder(load_config())
     assert not any(p.requires_grad for n, p in enc.named_parameters() if not n.startswith("emb_"))
@@ -177,6 +194,7 @@ def test_image_encoder_for_a_checkpoint_never_downloads(monkeypatch):
 def test_pretrained_image_encoder_offline_says_where_to_put_the_weights(monkeypatch, tmp_path):
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
+
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(RuntimeError, match="inception_v3_google-0cc3c7bd.pth.*DAMSM.INCEPTION_WEIGHTS"):
         build_image_encoder(load_config(), pretrained=True)

@@ -1,6 +1,7 @@
 """Object match: the colour and shape checks on hand-drawn images, which objects a caption
 names, the chance level's pairing, and the real test images of generated datasets scoring
 100 % (the metric's ceiling: it reads the data the way it was drawn)."""
+
 import pickle
 
 import numpy as np
@@ -23,9 +24,15 @@ def drawing(shape, colour, box=(8, 6, 16, 16), background="white", size=SIZE):
 
 def objects_json(*scenes):
     """objects.json content with image ``k<i>`` holding ``scenes[i]``: (background, [(shape, colour)])."""
-    images = {f"k{i}": {"background": bg, "objects": [{"shape": s, "color": c, "size": "large", "box": [0, 0, 1, 1],
-                                                       "words": [c, s]} for s, c in objs]}
-              for i, (bg, objs) in enumerate(scenes)}
+    images = {
+        f"k{i}": {
+            "background": bg,
+            "objects": [
+                {"shape": s, "color": c, "size": "large", "box": [0, 0, 1, 1], "words": [c, s]} for s, c in objs
+            ],
+        }
+        for i, (bg, objs) in enumerate(scenes)
+    }
     return {"image_size": SIZE, "colors": COLORS, "shapes": list(SHAPES), "images": images}
 
 
@@ -68,13 +75,22 @@ def test_which_objects_a_caption_names():
 
 
 def test_tally_scores_every_named_object_and_its_chance_pairing():
-    objects = objects_json(("white", [("circle", "red")]), ("white", [("square", "red")]), ("black", [("diamond", "blue")]))
+    objects = objects_json(
+        ("white", [("circle", "red")]), ("white", [("square", "red")]), ("black", [("diamond", "blue")])
+    )
     judge = ObjectJudge(objects)
     keys = ["k0", "k0", "k1", "k1", "k2", "k2"]  # two captions an image
     texts = ["a red circle", "a circle", "a red square", "a red square", "a blue diamond", "a blue diamond"]
     tally = ObjectTally(judge, keys, texts, captions_per_image=2)
-    big = [np.kron(drawing(s, c, background=bg), np.ones((4, 4, 1), np.uint8)) for s, c, bg in
-           [("circle", "red", "white"), ("circle", "red", "white"), ("square", "red", "white"), ("square", "blue", "black")]]
+    big = [
+        np.kron(drawing(s, c, background=bg), np.ones((4, 4, 1), np.uint8))
+        for s, c, bg in [
+            ("circle", "red", "white"),
+            ("circle", "red", "white"),
+            ("square", "red", "white"),
+            ("square", "blue", "black"),
+        ]
+    ]
     rows = [0, 1, 2, 4]
     tally.add(as_batch(*big), rows, [texts[r].split() for r in rows])
     result = tally.result()

@@ -1,4 +1,5 @@
 """R-precision on constructed encoders: matched pairs give 100 %, shuffled pairs chance."""
+
 import numpy as np
 import pytest
 import torch

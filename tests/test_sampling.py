@@ -1,5 +1,6 @@
 """Sampling: the original's file names and order, validation outputs, caption errors,
 checkpoint mismatches, the attngan-sample command and the attention figures."""
+
 import json
 import logging
 import re
@@ -12,20 +13,26 @@ import yaml
 from PIL import Image
 
 from attngan.checkpoint import CheckpointError, save_weights
+from attngan.cli import sample_main
 from attngan.config import load_config
 from attngan.data.pickles import load_pickle, save_pickle
 from attngan.data.synthetic import make_shapes_dataset
 from attngan.data.text import load_text_data
 from attngan.models import build_generator, build_text_encoder
 from attngan.runtime import seed_everything
-from attngan.sampling import encode_captions, gen_example, sample_main, sample_validation, slug
+from attngan.sampling import encode_captions, gen_example, sample_validation, slug
 from attngan.visualize import LABEL_HEIGHT, attention_figure, stage_attention_figure
 
 CPU = torch.device("cpu")
-TINY = {"GAN": {"GF_DIM": 4, "Z_DIM": 8, "CONDITION_DIM": 4, "R_NUM": 1, "DF_DIM": 4},
-        "TEXT": {"EMBEDDING_DIM": 16, "CAPTIONS_PER_IMAGE": 10, "WORDS_NUM": 12},
-        "TREE": {"BRANCH_NUM": 2, "BASE_SIZE": 64},
-        "TRAIN": {"FLAG": False, "BATCH_SIZE": 2}, "WORKERS": 0, "GPU_ID": -1, "CUDA": False}
+TINY = {
+    "GAN": {"GF_DIM": 4, "Z_DIM": 8, "CONDITION_DIM": 4, "R_NUM": 1, "DF_DIM": 4},
+    "TEXT": {"EMBEDDING_DIM": 16, "CAPTIONS_PER_IMAGE": 10, "WORDS_NUM": 12},
+    "TREE": {"BRANCH_NUM": 2, "BASE_SIZE": 64},
+    "TRAIN": {"FLAG": False, "BATCH_SIZE": 2},
+    "WORKERS": 0,
+    "GPU_ID": -1,
+    "CUDA": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +94,14 @@ def test_gen_example_writes_the_original_file_names(data, tmp_path):
 
 def test_sorted_indices_are_the_original_argsort(data):
     wordtoix = load_text_data(data, 10).wordtoix
-    sentences = ["a red circle", "a small blue square at the top", "red circle", "a large green triangle",
-                 "circle", "a red circle at the top left"]
+    sentences = [
+        "a red circle",
+        "a small blue square at the top",
+        "red circle",
+        "a large green triangle",
+        "circle",
+        "a red circle at the top left",
+    ]
     batch = encode_captions(sentences, wordtoix)
     lens = [len(s.split()) for s in sentences]
     order = np.argsort(lens)[::-1]
@@ -97,8 +110,8 @@ def test_sorted_indices_are_the_original_argsort(data):
     assert batch.captions.shape == (6, max(lens)) and batch.captions.dtype == torch.int64
     for row, i in enumerate(order):
         assert batch.words[row] == sentences[i].split()
-        assert batch.captions[row, :lens[i]].tolist() == [wordtoix[w] for w in sentences[i].split()]
-        assert (batch.captions[row, lens[i]:] == 0).all()
+        assert batch.captions[row, : lens[i]].tolist() == [wordtoix[w] for w in sentences[i].split()]
+        assert (batch.captions[row, lens[i] :] == 0).all()
 
 
 def test_out_of_vocabulary_words_are_reported_and_empty_captions_rejected(data, tmp_path, caplog):
@@ -148,8 +161,11 @@ def test_generator_of_another_config_is_a_checkpoint_error(data, tmp_path):
     cfg = tiny_cfg(data, tmp_path)
     other = tiny_cfg(data, tmp_path / "other", GAN__GF_DIM=8)
     cfg.TRAIN.NET_G = other.TRAIN.NET_G
-    with pytest.raises(CheckpointError, match=r"key '[\w.]+' has shape \(\d+(, \d+)*\) in the file but "
-                                              r"\(\d+(, \d+)*\) in G_NET"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"key '[\w.]+' has shape \(\d+(, \d+)*\) in the file but "
+        r"\(\d+(, \d+)*\) in G_NET",
+    ):
         gen_example(cfg, CPU)
 
 
@@ -175,11 +191,27 @@ def test_sample_main_with_captions(data, tmp_path, capsys):
     yml = write_cfg(cfg, tmp_path / "tiny.yml")
     out = tmp_path / "mine"
     captions = ["a red circle at the top left", "a blue square"]
-    argv = ["--cfg", yml, "--gpu", "-1", "--caption", captions[0], "--caption", captions[1], "--n", "2",
-            "--out", str(out)]
+    argv = [
+        "--cfg",
+        yml,
+        "--gpu",
+        "-1",
+        "--caption",
+        captions[0],
+        "--caption",
+        captions[1],
+        "--n",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert sample_main(argv) == 0
-    names = {f"{i}_{slug(c)}_{s}_{part}.png" for i, c in enumerate(captions) for s in (0, 1)
-             for part in ("g0", "g1", "attention")}
+    names = {
+        f"{i}_{slug(c)}_{s}_{part}.png"
+        for i, c in enumerate(captions)
+        for s in (0, 1)
+        for part in ("g0", "g1", "attention")
+    }
     assert {p.name for p in out.iterdir()} == names
     assert "0_a_red_circle_at_the_top_left_1_g1.png" in names
     # Two samples of one caption differ (different z); the figure has both words' columns.
@@ -210,7 +242,7 @@ def test_stage_attention_figure_size_and_labels():
     for row in range(2):  # each word column has a label (dark pixels) in its label strip
         top = LABEL_HEIGHT + row * (LABEL_HEIGHT + 96)
         for w in range(1, 4):
-            assert fig[top:top + LABEL_HEIGHT, w * 96:(w + 1) * 96].min() < 100
+            assert fig[top : top + LABEL_HEIGHT, w * 96 : (w + 1) * 96].min() < 100
     assert stage_attention_figure(images[:1], words, maps[:1]).shape == (LABEL_HEIGHT + 128, 4 * 128, 3)
     with pytest.raises(ValueError, match="2 stage images but 1"):
         stage_attention_figure(images, words, maps[:1])
@@ -219,8 +251,12 @@ def test_stage_attention_figure_size_and_labels():
 
 
 def test_row_attention_figure_still_works():
-    fig = attention_figure(torch.rand(2, 3, 64, 64) * 2 - 1, torch.tensor([[1, 2, 0], [3, 0, 0]]),
-                           {0: "<end>", 1: "a", 2: "b", 3: "c"}, [torch.rand(1, 2, 17, 17), torch.rand(1, 1, 17, 17)])
+    fig = attention_figure(
+        torch.rand(2, 3, 64, 64) * 2 - 1,
+        torch.tensor([[1, 2, 0], [3, 0, 0]]),
+        {0: "<end>", 1: "a", 2: "b", 3: "c"},
+        [torch.rand(1, 2, 17, 17), torch.rand(1, 1, 17, 17)],
+    )
     assert fig.shape == (2 * (96 + LABEL_HEIGHT), 3 * 96, 3)
 
 

@@ -28,9 +28,9 @@ pytest.importorskip("uvicorn", reason="the serve extra is not installed (pip ins
 httpx = pytest.importorskip("httpx", reason="httpx (test extra) is not installed")
 import uvicorn  # noqa: E402
 
+from attngan.cli import sample_main  # noqa: E402
 from attngan.data.synthetic import make_shapes_dataset  # noqa: E402
 from attngan.data.text import load_text_data  # noqa: E402
-from attngan.sampling import sample_main  # noqa: E402
 from attngan.serve.app import create_app  # noqa: E402
 from attngan.serve.batching import MicroBatcher  # noqa: E402
 from attngan.serve.cli import main as serve_main  # noqa: E402

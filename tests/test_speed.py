@@ -1,5 +1,6 @@
 """The speed settings: checked switches, words padded for a compiled G computing the same
 images, Adam's step count carried over from a plain torch.optim.Adam state."""
+
 import pytest
 import torch
 
@@ -7,7 +8,6 @@ from attngan.config import ConfigError, load_config
 from attngan.models import build_generator
 from attngan.speed import adam_options, enabled, pad_words, precision
 from attngan.training.optim import OriginalAdam
-
 from conftest import ROOT
 
 

@@ -16,13 +16,11 @@ NUM_IMAGES, IMAGE_SIZE = 24, 32
 
 
 def _make(out_dir: Path, seed: int = 0) -> dict:
-    return make_shapes_dataset(out_dir, num_images=NUM_IMAGES, image_size=IMAGE_SIZE,
-                               seed=seed, test_fraction=0.25)
+    return make_shapes_dataset(out_dir, num_images=NUM_IMAGES, image_size=IMAGE_SIZE, seed=seed, test_fraction=0.25)
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _tokens(caption: str) -> list[str]:
@@ -151,7 +149,7 @@ def test_scenes_are_well_formed(records):
         for obj in objects:
             x, y, w, h = obj["box"]
             assert x >= 0 and y >= 0 and x + w <= IMAGE_SIZE and y + h <= IMAGE_SIZE
-            occupied[y:y + h, x:x + w] += 1
+            occupied[y : y + h, x : x + w] += 1
         assert occupied.max() == 1  # boxes do not overlap
     assert counts == {1, 2, 3}
 
@@ -169,9 +167,15 @@ def test_box_pixels_have_the_object_colour(dataset, records):
 
 
 def test_vocabulary_is_small():
-    phrases = [*synthetic.SINGLE_TEMPLATES, *synthetic.MULTI_TEMPLATES,
-               *synthetic.SHORT_LOCATIONS.values(), *COLORS, *SHAPES, *synthetic.SIZES,
-               "a an background"]
+    phrases = [
+        *synthetic.SINGLE_TEMPLATES,
+        *synthetic.MULTI_TEMPLATES,
+        *synthetic.SHORT_LOCATIONS.values(),
+        *COLORS,
+        *SHAPES,
+        *synthetic.SIZES,
+        "a an background",
+    ]
     phrases += [p for variants in synthetic.LOCATIONS.values() for p in variants]
     words = {w for p in phrases for w in _tokens(re.sub(r"\{\w+\}", " ", p))}
     assert len(words) < 100
@@ -191,9 +195,8 @@ def test_cli_refuses_to_overwrite(tmp_path, capsys):
     assert main(argv) == 0
     assert "wrote 6 images" in capsys.readouterr().out
     before = _files(out)
-    with pytest.raises(SystemExit) as exc:
-        main([*argv, "--seed", "3"])
-    assert exc.value.code == 2 and "--force" in capsys.readouterr().err
+    assert main([*argv, "--seed", "3"]) == 2
+    assert "--force" in capsys.readouterr().err
     assert _files(out) == before
     (out / "captions.pickle").write_bytes(b"stale")  # built later by the loader
     assert main([*argv, "--seed", "3", "--force"]) == 0
@@ -204,14 +207,14 @@ def test_force_keeps_foreign_files(tmp_path, capsys):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    with pytest.raises(SystemExit):
-        main(["--out", str(out), "--num-images", "6", "--image-size", "24", "--force"])
+    assert main(["--out", str(out), "--num-images", "6", "--image-size", "24", "--force"]) == 2
     assert "notes.txt" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
-@pytest.mark.parametrize("kwargs", [{"num_images": 1}, {"image_size": 8},
-                                    {"test_fraction": 0.0}, {"max_objects": 10}, {"object_scale": 0.0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"num_images": 1}, {"image_size": 8}, {"test_fraction": 0.0}, {"max_objects": 10}, {"object_scale": 0.0}]
+)
 def test_bad_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         make_shapes_dataset(tmp_path / "x", **kwargs)
@@ -266,14 +269,18 @@ def test_palette_restricts_every_colour(tmp_path, capsys):
         colour_words = {w for c in _captions(out, key) for w in _tokens(c) if w in COLORS}
         assert colour_words <= {"red", "blue"}, key
     lines = (out / "example_captions.txt").read_text().splitlines()
-    named = {(colour, shape) for line in lines for colour in COLORS for shape in SHAPES
-             if f"{colour} {shape}" in line}
+    named = {(colour, shape) for line in lines for colour in COLORS for shape in SHAPES if f"{colour} {shape}" in line}
     assert len(lines) == 8 and named == {(c, s) for c in ("red", "blue") for s in SHAPES}
 
 
-@pytest.mark.parametrize("colors, message", [(["red", "mauve"], "unknown colour.*'mauve'"),
-                                             (["red"], "at least two distinct"),
-                                             (["red", "red"], "at least two distinct")])
+@pytest.mark.parametrize(
+    "colors, message",
+    [
+        (["red", "mauve"], "unknown colour.*'mauve'"),
+        (["red"], "at least two distinct"),
+        (["red", "red"], "at least two distinct"),
+    ],
+)
 def test_bad_palette(tmp_path, colors, message):
     with pytest.raises(ValueError, match=message):
         make_shapes_dataset(tmp_path / "x", num_images=6, image_size=24, colors=colors)

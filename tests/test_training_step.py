@@ -7,6 +7,7 @@ The second half shows that the comparison can fail: the plain step with one thin
 recipe changed (a term, its weight, the clipping set, the learning rate, the update order,
 the average, Adam's eps) is far outside that tolerance.
 """
+
 import copy
 
 import numpy as np
@@ -18,7 +19,6 @@ from attngan.config import load_config
 from attngan.models import build_discriminators, build_generator, build_image_encoder, build_text_encoder
 from attngan.training.damsm import damsm_optimizer, damsm_train_step, learning_rate
 from attngan.training.gan import StepInputs, gan_optimizers, gan_step
-
 from conftest import ROOT
 from plain import PlainAdam, plain_bce, plain_clip, plain_kl, plain_sent_loss, plain_words_loss
 
@@ -117,8 +117,9 @@ def project_damsm(case):
     text, image = copy.deepcopy(text), copy.deepcopy(image)
     optimizer = damsm_optimizer(text, image, learning_rate(cfg.TRAIN.ENCODER_LR, DAMSM_EPOCH))
     torch.manual_seed(SEED)
-    losses, _ = damsm_train_step(text, image, optimizer, imgs, captions, CAP_LENS, CLASS_IDS, cfg.TRAIN.SMOOTH,
-                                 cfg.TRAIN.RNN_GRAD_CLIP)
+    losses, _ = damsm_train_step(
+        text, image, optimizer, imgs, captions, CAP_LENS, CLASS_IDS, cfg.TRAIN.SMOOTH, cfg.TRAIN.RNN_GRAD_CLIP
+    )
     assert all(v.dtype == torch.float64 for v in losses.values())
     by_name = {"text": optimizer, "image": optimizer}
     return snapshot({"text": text, "image": image}, by_name)
@@ -140,8 +141,9 @@ def reference_damsm(case, clip="text", lr_epoch=DAMSM_EPOCH, sentence_terms=True
     hidden = (torch.zeros(2, 6, half, dtype=torch.float64), torch.zeros(2, 6, half, dtype=torch.float64))
     words_emb, sent_emb = text(captions, CAP_LENS, hidden)
     labels = torch.arange(6)
-    w0, w1, _ = plain_words_loss(region_features, words_emb, labels, CAP_LENS, CLASS_IDS, smooth.GAMMA1,
-                                 smooth.GAMMA2, smooth.GAMMA3)
+    w0, w1, _ = plain_words_loss(
+        region_features, words_emb, labels, CAP_LENS, CLASS_IDS, smooth.GAMMA1, smooth.GAMMA2, smooth.GAMMA3
+    )
     loss = w0 + w1
     if sentence_terms:
         s0, s1 = plain_sent_loss(cnn_code, sent_emb, labels, CLASS_IDS, smooth.GAMMA3)
@@ -168,15 +170,25 @@ def test_damsm_step_equals_the_plain_step(damsm_case):
     assert difference <= RTOL, (worst, difference)
 
 
-@pytest.mark.parametrize("change", [{"clip": "rnn_only"}, {"clip": "text_and_image"}, {"clip": "none"},
-                                    {"lr_epoch": 0}, {"sentence_terms": False}, {"modern_eps": True}],
-                         ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items()))
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"clip": "rnn_only"},
+        {"clip": "text_and_image"},
+        {"clip": "none"},
+        {"lr_epoch": 0},
+        {"sentence_terms": False},
+        {"modern_eps": True},
+    ],
+    ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items()),
+)
 def test_damsm_comparison_fails_on_another_recipe(damsm_case, change):
     case, result = damsm_case
     assert worst_difference(result, reference_damsm(case, **change))[1] > 1e3 * RTOL
 
 
 # ---- AttnGAN -------------------------------------------------------------------------------
+
 
 def gan_cfg(dcgan: bool) -> EasyDict:
     cfg = load_config(ROOT / ("cfg/bird_attnDCGAN2.yml" if dcgan else "cfg/bird_attn2.yml"))
@@ -224,8 +236,16 @@ def project_gan(case):
     return snapshot(modules, optimizers, averages=averages)
 
 
-def reference_gan(case, lam=None, kl=True, wrong_pairs=True, first_stage_adversarial=True, g_first=False,
-                  decay=0.999, modern_eps=False):
+def reference_gan(
+    case,
+    lam=None,
+    kl=True,
+    wrong_pairs=True,
+    first_stage_adversarial=True,
+    g_first=False,
+    decay=0.999,
+    modern_eps=False,
+):
     """FIDELITY.md's AttnGAN step, plainly. The keywords change one thing of the recipe."""
     cfg, net_g, nets_d, image_encoder, x = case
     net_g, nets_d = copy.deepcopy(net_g), copy.deepcopy(nets_d)
@@ -249,8 +269,9 @@ def reference_gan(case, lam=None, kl=True, wrong_pairs=True, first_stage_adversa
             cond_fake = plain_bce(net_d.COND_DNET(fake_f, x.sent_emb), 0)
             cond_wrong = plain_bce(net_d.COND_DNET(real_f[: batch - 1], x.sent_emb[1:]), 0) if wrong_pairs else 0
             if net_d.UNCOND_DNET is not None:
-                err_d = ((plain_bce(net_d.UNCOND_DNET(real_f), 1) + cond_real) / 2
-                         + (plain_bce(net_d.UNCOND_DNET(fake_f), 0) + cond_fake + cond_wrong) / 3)
+                err_d = (plain_bce(net_d.UNCOND_DNET(real_f), 1) + cond_real) / 2 + (
+                    plain_bce(net_d.UNCOND_DNET(fake_f), 0) + cond_fake + cond_wrong
+                ) / 3
             else:
                 err_d = cond_real + (cond_fake + cond_wrong) / 2
             grads = gradients(err_d, d_params[i])
@@ -266,8 +287,9 @@ def reference_gan(case, lam=None, kl=True, wrong_pairs=True, first_stage_adversa
             if i > 0 or first_stage_adversarial:
                 err_g = err_g + stage
         region_features, cnn_code = image_encoder(fake[len(nets_d) - 1])
-        w0, w1, _ = plain_words_loss(region_features, x.words_embs, labels, x.cap_lens, x.class_ids, smooth.GAMMA1,
-                                     smooth.GAMMA2, smooth.GAMMA3)
+        w0, w1, _ = plain_words_loss(
+            region_features, x.words_embs, labels, x.cap_lens, x.class_ids, smooth.GAMMA1, smooth.GAMMA2, smooth.GAMMA3
+        )
         s0, s1 = plain_sent_loss(cnn_code, x.sent_emb, labels, x.class_ids, smooth.GAMMA3)
         err_g = err_g + lam * (w0 + w1) + lam * (s0 + s1)
         if kl:
@@ -278,7 +300,7 @@ def reference_gan(case, lam=None, kl=True, wrong_pairs=True, first_stage_adversa
             for n, p in g_params:
                 average[n] = decay * average[n] + (1 - decay) * p
 
-    for update in ((update_g, update_d) if g_first else (update_d, update_g)):
+    for update in (update_g, update_d) if g_first else (update_d, update_g):
         update()
     modules = {"G": net_g, **{f"D{i}": d for i, d in enumerate(nets_d)}}
     plain = {"G": adam_g, **{f"D{i}": a for i, a in enumerate(adams_d)}}
@@ -291,10 +313,19 @@ def test_gan_step_equals_the_plain_step(gan_case):
     assert difference <= RTOL, (worst, difference)
 
 
-@pytest.mark.parametrize("change", [{"lam": 4.0}, {"kl": False}, {"wrong_pairs": False},
-                                    {"first_stage_adversarial": False}, {"g_first": True}, {"decay": 0.99},
-                                    {"modern_eps": True}],
-                         ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items()))
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"lam": 4.0},
+        {"kl": False},
+        {"wrong_pairs": False},
+        {"first_stage_adversarial": False},
+        {"g_first": True},
+        {"decay": 0.99},
+        {"modern_eps": True},
+    ],
+    ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items()),
+)
 def test_gan_comparison_fails_on_another_recipe(gan_case, change):
     case, result = gan_case
     assert worst_difference(result, reference_gan(case, **change))[1] > 1e3 * RTOL
@@ -302,5 +333,5 @@ def test_gan_comparison_fails_on_another_recipe(gan_case, change):
 
 def test_learning_rate_schedule():
     # 0.002 x 0.98 per epoch while above 0.0002: 0.98^113 x 0.002 = 0.000204 > 0.0002, then one more.
-    assert learning_rate(0.002, 0) == 0.002 and learning_rate(0.002, 2) == pytest.approx(0.002 * 0.98 ** 2, rel=1e-15)
-    assert learning_rate(0.002, 114) == learning_rate(0.002, 500) == pytest.approx(0.002 * 0.98 ** 114, rel=1e-12)
+    assert learning_rate(0.002, 0) == 0.002 and learning_rate(0.002, 2) == pytest.approx(0.002 * 0.98**2, rel=1e-15)
+    assert learning_rate(0.002, 114) == learning_rate(0.002, 500) == pytest.approx(0.002 * 0.98**114, rel=1e-12)

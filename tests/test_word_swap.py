@@ -1,5 +1,6 @@
 """The word-swap probe: which word is swapped, and the end-to-end accuracy with oracle
 encoders that see colours and not shapes."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -10,7 +11,6 @@ from attngan.data.synthetic import make_shapes_dataset
 from attngan.metrics.localisation import load_objects
 from attngan.metrics.word_swap import swap_variants, word_swap_accuracy
 from attngan.models import build_image_encoder, build_text_encoder
-
 from test_localisation import ColourText
 
 RED_CIRCLE = {"shape": "circle", "color": "red", "box": [0, 0, 4, 4], "words": ["red", "circle"]}
@@ -21,8 +21,11 @@ def test_the_last_word_naming_the_main_object_is_swapped():
     tokens = "a red circle on blue the circle".split()
     variants, true = swap_variants(tokens, [RED_CIRCLE], "shape", ["square", "circle", "triangle"])
     assert true == 1
-    assert [" ".join(v) for v in variants] == ["a red circle on blue the square", "a red circle on blue the circle",
-                                               "a red circle on blue the triangle"]
+    assert [" ".join(v) for v in variants] == [
+        "a red circle on blue the square",
+        "a red circle on blue the circle",
+        "a red circle on blue the triangle",
+    ]
     variants, true = swap_variants(tokens, [RED_CIRCLE], "color", ["blue", "red"])
     assert true == 1 and variants[0] == "a blue circle on blue the circle".split()
 
@@ -67,8 +70,14 @@ def test_an_encoder_that_sees_colours_not_shapes(tiny):
     shape variants tie and the first candidate wins: a hit exactly when it is the true shape."""
     _, dataset, objects = tiny
     colours = list(objects["colors"])
-    result = word_swap_accuracy(ColourPresence(list(objects["colors"].values())),
-                                ColourText(dataset.wordtoix, colours), dataset, objects, "cpu", batch_size=4)
+    result = word_swap_accuracy(
+        ColourPresence(list(objects["colors"].values())),
+        ColourText(dataset.wordtoix, colours),
+        dataset,
+        objects,
+        "cpu",
+        batch_size=4,
+    )
     assert result["colour"].captions == len(dataset.filenames) and result["colour"].accuracy == 1.0
     assert result["colour"].chance == 1 / len([c for c in colours if c in dataset.wordtoix])
     shapes = [s for s in objects["shapes"] if s in dataset.wordtoix]

@@ -1,4 +1,5 @@
 """Saving and loading weights: atomic writes, safe loads, the authors' file format."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -25,8 +26,11 @@ def original_format(module: nn.Module) -> "OrderedDict[str, torch.Tensor]":
     """The state_dict as PyTorch 0.3 wrote it: no ``num_batches_tracked`` buffers, no
     version metadata and contiguous tensors (whatever layout training used), so the
     authors' code (and ours) loads it."""
-    return OrderedDict((k, v.detach().cpu().contiguous()) for k, v in module.state_dict().items()
-                       if not k.endswith("num_batches_tracked"))
+    return OrderedDict(
+        (k, v.detach().cpu().contiguous())
+        for k, v in module.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    )
 
 
 def save_weights(module: nn.Module, path: str | Path) -> None:
@@ -45,10 +49,38 @@ def read_state_dict(path: str | Path) -> "OrderedDict[str, torch.Tensor]":
     except Exception as err:  # noqa: BLE001 - unreadable in many ways, one message
         raise CheckpointError(f"{path}: not a readable PyTorch state_dict ({err})") from err
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a state_dict (a mapping of names to tensors), got {type(state).__name__}")
+        raise CheckpointError(
+            f"{path}: expected a state_dict (a mapping of names to tensors), got {type(state).__name__}"
+        )
     if state and all(k.startswith("module.") for k in state):
-        state = OrderedDict((k[len("module."):], v) for k, v in state.items())
+        state = OrderedDict((k[len("module.") :], v) for k, v in state.items())
     return state
+
+
+# A key that only this kind of file holds -> what the file is, for errors that say what
+# was given where another kind was expected.
+_KINDS = (
+    ("netG", "an AttnGAN training state (Model/training_state.pth: continue it with --resume)"),
+    ("ca_net.fc.weight", "an AttnGAN generator (netG_epoch_<N>.pth)"),
+    ("img_code_s16.0.weight", "an AttnGAN discriminator (netD<i>.pth)"),
+    ("rnn.weight_ih_l0", "a DAMSM text encoder (text_encoder<N>.pth)"),
+    ("emb_cnn_code.weight", "a DAMSM image encoder (image_encoder<N>.pth)"),
+    ("epoch", "a training state (continue it with --resume)"),
+)
+
+
+def checkpoint_kind(state: dict) -> str | None:
+    """Which of this project's files ``state`` (a loaded checkpoint) looks like, if any."""
+    return next((kind for key, kind in _KINDS if key in state), None)
+
+
+def _misfit_hint(state: dict, own: dict) -> str:
+    kind, expected = checkpoint_kind(state), checkpoint_kind(own)
+    if kind is None:
+        return ""
+    if kind == expected:
+        return "; the same kind of network built with other settings: use the config it was trained with"
+    return f"; the file is {kind}" + (f", not {expected}" if expected else "")
 
 
 def load_weights(module: nn.Module, path: str | Path) -> nn.Module:
@@ -69,13 +101,19 @@ def load_weights(module: nn.Module, path: str | Path) -> nn.Module:
         raise CheckpointError(
             f"{path} does not fit {type(module).__name__}: "
             f"missing keys {missing[:8]}{' …' if len(missing) > 8 else ''}, "
-            f"unexpected keys {unexpected[:8]}{' …' if len(unexpected) > 8 else ''}"
+            f"unexpected keys {unexpected[:8]}{' …' if len(unexpected) > 8 else ''}{_misfit_hint(state, own)}"
         )
     for key, value in own.items():
         if tuple(state[key].shape) != tuple(value.shape):
+            vocabulary = (
+                f"; its rows are the vocabulary: the file's text encoder knows {state[key].shape[0]} words, "
+                f"this dataset's captions.pickle {value.shape[0]}: use the text encoder trained on it"
+                if key == "encoder.weight" and state[key].shape[1:] == value.shape[1:]
+                else ""
+            )
             raise CheckpointError(
                 f"{path}: key {key!r} has shape {tuple(state[key].shape)} in the file but "
-                f"{tuple(value.shape)} in {type(module).__name__} (wrong config for this checkpoint?)"
+                f"{tuple(value.shape)} in {type(module).__name__} (wrong config for this checkpoint?){vocabulary}"
             )
     module.load_state_dict(state, strict=True)
     return module

@@ -7,10 +7,12 @@ sections: ``FIXES`` (switches that repair a quirk of the original, all off by de
 ``DAMSM`` (image backbone choices for DAMSM), ``EMA`` (G's moving average), ``AUGMENT`` (image augmentation), ``EVAL`` (the metrics)
 and ``RUN`` (outputs, resuming, logging intervals).
 """
+
 from __future__ import annotations
 
 import copy
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +145,12 @@ _DEFAULTS: dict[str, Any] = {
         # BatchNorm over the global batch (SyncBatchNorm) on CUDA with SYNC_BN.
         "BATCH_PER_PROCESS": False,
         "SYNC_BN": True,
+        # The full training state (Model/training_state.pth) is also written inside an
+        # epoch every STATE_EVERY_STEPS steps (2000: about 5 minutes of the bird recipe on
+        # one GPU) and/or every STATE_EVERY_MINUTES minutes (0 = off), besides epoch ends
+        # and stops; the previous one is kept (training_state.previous.pth).
+        "STATE_EVERY_STEPS": 2000,
+        "STATE_EVERY_MINUTES": 0.0,
     },
 }
 
@@ -183,6 +191,81 @@ def _checked_value(default: Any, value: Any, dotted: str, source: str) -> Any:
     return value
 
 
+# Bounds of the numbers a config holds, checked once after every merge (check_values):
+# sizes and counts at least 1; intervals and rates whose 0 means "never" or "off" at least 0.
+_AT_LEAST: dict[str, float] = {
+    "WORKERS": 0,
+    "TREE.BRANCH_NUM": 1,
+    "TREE.BASE_SIZE": 1,
+    "TRAIN.BATCH_SIZE": 1,
+    "TRAIN.MAX_EPOCH": 1,
+    "TRAIN.SNAPSHOT_INTERVAL": 1,
+    "TRAIN.DISCRIMINATOR_LR": 0,
+    "TRAIN.GENERATOR_LR": 0,
+    "TRAIN.ENCODER_LR": 0,
+    "TRAIN.RNN_GRAD_CLIP": 0,
+    "TRAIN.SMOOTH.GAMMA1": 0,
+    "TRAIN.SMOOTH.GAMMA2": 0,
+    "TRAIN.SMOOTH.GAMMA3": 0,
+    "TRAIN.SMOOTH.LAMBDA": 0,
+    "GAN.DF_DIM": 1,
+    "GAN.GF_DIM": 1,
+    "GAN.Z_DIM": 1,
+    "GAN.CONDITION_DIM": 1,
+    "GAN.R_NUM": 0,
+    "TEXT.CAPTIONS_PER_IMAGE": 1,
+    "TEXT.EMBEDDING_DIM": 2,
+    "TEXT.WORDS_NUM": 1,
+    "DAMSM.COMPACT_IMAGE_SIZE": 1,
+    "DAMSM.VAL_BATCHES": 1,
+    "EMA.DECAY": 0,
+    "EVAL.NUM_SAMPLES": 1,
+    "EVAL.BATCH_SIZE": 1,
+    "EVAL.SPLITS": 1,
+    "EVAL.R_MISMATCHED": 1,
+    "EVAL.EVERY_EPOCHS": 0,
+    "EVAL.TRAIN_NUM_SAMPLES": 1,
+    "EVAL.SEED": 0,
+    "RUN.LOG_INTERVAL": 1,
+    "RUN.IMAGE_INTERVAL": 1,
+    "RUN.STATE_EVERY_STEPS": 0,
+    "RUN.STATE_EVERY_MINUTES": 0,
+}
+_AT_MOST: dict[str, float] = {"TREE.BRANCH_NUM": 3, "EMA.DECAY": 1}
+
+
+def _value(cfg: EasyDict, dotted: str) -> Any:
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def check_values(cfg: EasyDict, training: str | None = None) -> None:
+    """Every number of the merged config within its bounds (a ConfigError naming the key,
+    the value and the bound); ``training`` ('DAMSM' or 'AttnGAN') adds what training needs."""
+    for dotted, low in _AT_LEAST.items():
+        value, high = _value(cfg, dotted), _AT_MOST.get(dotted, math.inf)
+        if not low <= value <= high:  # also refuses a NaN
+            bound = f">= {low}" if high == math.inf else f"between {low} and {high}"
+            raise ConfigError(f"config key {dotted!r} must be {bound}, got {value!r}")
+    if cfg.TEXT.EMBEDDING_DIM % 2:
+        raise ConfigError(
+            f"config key 'TEXT.EMBEDDING_DIM' must be even (the text encoder's two directions "
+            f"share it), got {cfg.TEXT.EMBEDDING_DIM}"
+        )
+    if training and cfg.TRAIN.BATCH_SIZE < 2:
+        raise ConfigError(
+            f"config key 'TRAIN.BATCH_SIZE' must be >= 2 for {training} training (its losses compare "
+            f"each image with the batch's other captions), got {cfg.TRAIN.BATCH_SIZE}"
+        )
+    if training == "AttnGAN" and cfg.TREE.BASE_SIZE != 64:
+        raise ConfigError(
+            f"config key 'TREE.BASE_SIZE' must be 64 for AttnGAN (the generator's first stage draws "
+            f"64x64 images), got {cfg.TREE.BASE_SIZE}"
+        )
+
+
 def load_config(path: str | Path | None = None) -> EasyDict:
     """Defaults merged with the YAML file at ``path`` (None: defaults only)."""
     cfg = default_config()
@@ -211,7 +294,10 @@ def apply_overrides(cfg: EasyDict, pairs: list[str], source: str = "--set") -> N
         parts = dotted.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{source}: the value of {dotted.strip()!r} is not valid YAML: {raw!r}") from err
         merge_into(cfg, nested, source=source)
 
 

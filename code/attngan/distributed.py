@@ -12,6 +12,7 @@ processes.
 - Control (stop requests, log averages, objects) goes through a gloo group on the CPU, so
   that it never waits for a GPU stream.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -81,12 +82,16 @@ def local_batch(global_batch: int, world: World, per_process: bool = False) -> t
     if per_process:
         return global_batch, global_batch * world.size
     if global_batch % world.size:
-        raise ValueError(f"TRAIN.BATCH_SIZE {global_batch} (the global batch) does not split evenly across "
-                         f"{world.size} processes; choose a multiple of {world.size}, or set "
-                         "RUN.BATCH_PER_PROCESS True to make TRAIN.BATCH_SIZE the batch of each process")
+        raise ValueError(
+            f"TRAIN.BATCH_SIZE {global_batch} (the global batch) does not split evenly across "
+            f"{world.size} processes; choose a multiple of {world.size}, or set "
+            "RUN.BATCH_PER_PROCESS True to make TRAIN.BATCH_SIZE the batch of each process"
+        )
     if world.parallel and global_batch // world.size < 2:
-        raise ValueError(f"TRAIN.BATCH_SIZE {global_batch} leaves {global_batch // world.size} row for each of "
-                         f"{world.size} processes; a process needs at least 2 (the D's mismatched pairs)")
+        raise ValueError(
+            f"TRAIN.BATCH_SIZE {global_batch} leaves {global_batch // world.size} row for each of "
+            f"{world.size} processes; a process needs at least 2 (the D's mismatched pairs)"
+        )
     return global_batch // world.size, global_batch
 
 
@@ -117,13 +122,14 @@ def gather_to_main(obj: Any, world: World) -> list[Any]:
     return out or []
 
 
-def any_process(flag: bool, world: World) -> bool:
-    """True on every process when ``flag`` is True on one (a stop request)."""
+def any_process(flags: Sequence[bool], world: World) -> list[bool]:
+    """Each flag True on every process when it is True on one (a stop request, a state
+    that is due): the processes act on it at the same step."""
     if not world.parallel:
-        return flag
-    t = torch.tensor([int(flag)])
+        return list(flags)
+    t = torch.tensor([int(f) for f in flags])
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_control)
-    return bool(t.item())
+    return [bool(v) for v in t.tolist()]
 
 
 def barrier(world: World) -> None:
@@ -145,7 +151,7 @@ def own_rows(global_draw: torch.Tensor, world: World) -> torch.Tensor:
     if not world.parallel:
         return global_draw
     n = global_draw.size(0) // world.size
-    return global_draw[world.rank * n:(world.rank + 1) * n]
+    return global_draw[world.rank * n : (world.rank + 1) * n]
 
 
 class _GatherRows(torch.autograd.Function):
@@ -163,7 +169,7 @@ class _GatherRows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows] * ctx.size
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows] * ctx.size
 
 
 class Gather:

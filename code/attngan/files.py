@@ -1,5 +1,6 @@
 """Writing files so that an interrupted run never leaves a truncated one behind, and
 reading the JSON Lines manifests of image folders."""
+
 from __future__ import annotations
 
 import json
@@ -24,9 +25,11 @@ def write_atomic(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], Non
             else:
                 f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(err, OSError) and err.errno is not None and err.filename is None:  # a full disk: which file
+            err.filename = str(path)
         raise
 
 

@@ -3,6 +3,7 @@
 Rows of every similarity matrix are images and columns captions; pairs of different
 images of the same class are excluded (set to -inf) when ``class_ids`` is given.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -51,9 +52,19 @@ def word_region_attention(regions: torch.Tensor, words: torch.Tensor, word_mask:
     return context, attn
 
 
-def words_loss(img_features: torch.Tensor, words_emb: torch.Tensor, labels: torch.Tensor, cap_lens,
-               class_ids, batch_size: int | None = None, gamma1: float = 5.0, gamma2: float = 5.0,
-               gamma3: float = 10.0, return_scores: bool = False, attention: bool = True):
+def words_loss(
+    img_features: torch.Tensor,
+    words_emb: torch.Tensor,
+    labels: torch.Tensor,
+    cap_lens,
+    class_ids,
+    batch_size: int | None = None,
+    gamma1: float = 5.0,
+    gamma2: float = 5.0,
+    gamma3: float = 10.0,
+    return_scores: bool = False,
+    attention: bool = True,
+):
     """Word-level DAMSM loss, vectorised over all image-caption pairs.
 
     img_features [B,D,h,w], words_emb [B,D,T], cap_lens [B] (best on the CPU: no device
@@ -88,8 +99,15 @@ def sentence_scores(cnn_code: torch.Tensor, rnn_code: torch.Tensor, gamma3: floa
     return (cnn_code @ rnn_code.t()) / norm.clamp(min=eps) * gamma3
 
 
-def sent_loss(cnn_code: torch.Tensor, rnn_code: torch.Tensor, labels: torch.Tensor, class_ids,
-              batch_size: int | None = None, gamma3: float = 10.0, eps: float = 1e-8):
+def sent_loss(
+    cnn_code: torch.Tensor,
+    rnn_code: torch.Tensor,
+    labels: torch.Tensor,
+    class_ids,
+    batch_size: int | None = None,
+    gamma3: float = 10.0,
+    eps: float = 1e-8,
+):
     """Sentence-level DAMSM loss: cnn_code [B,D], rnn_code [B,D] -> (loss0, loss1)."""
     return _both_directions(sentence_scores(cnn_code, rnn_code, gamma3, eps), labels, class_ids)
 
@@ -117,8 +135,14 @@ def _bce(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy(probs, target.to(probs.dtype))
 
 
-def discriminator_loss(netD, real_imgs: torch.Tensor, fake_imgs: torch.Tensor, conditions: torch.Tensor,
-                       wrong_conditions: torch.Tensor | None = None, wrong_weight: float = 1.0) -> dict:
+def discriminator_loss(
+    netD,
+    real_imgs: torch.Tensor,
+    fake_imgs: torch.Tensor,
+    conditions: torch.Tensor,
+    wrong_conditions: torch.Tensor | None = None,
+    wrong_weight: float = 1.0,
+) -> dict:
     """One stage's D loss (binary cross-entropy on sigmoid outputs), as the original.
 
     conditions: the sentence embeddings [B,nef]. The wrong pairs are real images
@@ -141,16 +165,27 @@ def discriminator_loss(netD, real_imgs: torch.Tensor, fake_imgs: torch.Tensor, c
     if netD.UNCOND_DNET is not None:
         terms["uncond_real"] = _bce(netD.UNCOND_DNET(real_features), ones)
         terms["uncond_fake"] = _bce(netD.UNCOND_DNET(fake_features), zeros)
-        terms["errD"] = ((terms["uncond_real"] + terms["cond_real"]) / 2.0
-                         + (terms["uncond_fake"] + terms["cond_fake"] + terms["cond_wrong"]) / 3.0)
+        terms["errD"] = (terms["uncond_real"] + terms["cond_real"]) / 2.0 + (
+            terms["uncond_fake"] + terms["cond_fake"] + terms["cond_wrong"]
+        ) / 3.0
     else:
         terms["errD"] = terms["cond_real"] + (terms["cond_fake"] + terms["cond_wrong"]) / 2.0
     return terms
 
 
-def damsm_losses(region_features: torch.Tensor, cnn_code: torch.Tensor, words_emb: torch.Tensor,
-                 sent_emb: torch.Tensor, cap_lens, class_ids, gamma1: float, gamma2: float, gamma3: float,
-                 gather=None, attention: bool = False):
+def damsm_losses(
+    region_features: torch.Tensor,
+    cnn_code: torch.Tensor,
+    words_emb: torch.Tensor,
+    sent_emb: torch.Tensor,
+    cap_lens,
+    class_ids,
+    gamma1: float,
+    gamma2: float,
+    gamma3: float,
+    gather=None,
+    attention: bool = False,
+):
     """The four DAMSM losses of a length-sorted batch: image features [B,D,h,w] and [B,D],
     caption features [B,D,T] and [B,D]. ``gather`` (distributed.Gather) first concatenates
     every process's rows, so that each computes the global batch's losses; the pairs are
@@ -161,8 +196,17 @@ def damsm_losses(region_features: torch.Tensor, cnn_code: torch.Tensor, words_em
         words_emb, sent_emb = gather.words(words_emb), gather.rows(sent_emb)
         cap_lens, class_ids = gather.host(cap_lens), gather.host(class_ids)
     labels = torch.arange(cnn_code.size(0), device=cnn_code.device)
-    w0, w1, attn_maps = words_loss(region_features, words_emb, labels, cap_lens, class_ids, gamma1=gamma1,
-                                   gamma2=gamma2, gamma3=gamma3, attention=attention)
+    w0, w1, attn_maps = words_loss(
+        region_features,
+        words_emb,
+        labels,
+        cap_lens,
+        class_ids,
+        gamma1=gamma1,
+        gamma2=gamma2,
+        gamma3=gamma3,
+        attention=attention,
+    )
     s0, s1 = sent_loss(cnn_code, sent_emb, labels, class_ids, gamma3=gamma3)
     losses = {"w_loss0": w0, "w_loss1": w1, "s_loss0": s0, "s_loss1": s1}
     return losses, attn_maps, sentence_scores(cnn_code.detach(), sent_emb.detach(), gamma3)
@@ -187,13 +231,25 @@ class DiscriminatorLoss(nn.Module):
         everyone = self.gather.rows(conditions.detach())
         batch, world = conditions.size(0), self.gather.world
         first = world.rank * batch
-        wrong = everyone[first + 1:first + batch + 1]
+        wrong = everyone[first + 1 : first + batch + 1]
         weight = wrong.size(0) * world.size / (everyone.size(0) - 1)
         return discriminator_loss(self.net_d, real_imgs, fake_imgs, conditions, wrong, weight)
 
 
-def generator_loss(netsD, image_encoder, fake_imgs, words_embs, sent_emb, cap_lens, class_ids,
-                   gamma1: float, gamma2: float, gamma3: float, lam: float, gather=None) -> dict:
+def generator_loss(
+    netsD,
+    image_encoder,
+    fake_imgs,
+    words_embs,
+    sent_emb,
+    cap_lens,
+    class_ids,
+    gamma1: float,
+    gamma2: float,
+    gamma3: float,
+    lam: float,
+    gather=None,
+) -> dict:
     """The G loss without KL, as the original: for each stage i, BCE of D_i's
     unconditional and conditional outputs on fake_imgs[i] against 1, plus on the last
     stage LAMBDA * (w_loss0 + w_loss1) + LAMBDA * (s_loss0 + s_loss1) through the frozen
@@ -211,8 +267,9 @@ def generator_loss(netsD, image_encoder, fake_imgs, words_embs, sent_emb, cap_le
             stage = terms[f"uncond{i}"] + stage
         total = total + stage  # summed in the original's order, so that errG is its number to the bit
     region_features, cnn_code = image_encoder(fake_imgs[len(netsD) - 1])
-    damsm, _, _ = damsm_losses(region_features, cnn_code, words_embs, sent_emb, cap_lens, class_ids,
-                               gamma1, gamma2, gamma3, gather)
+    damsm, _, _ = damsm_losses(
+        region_features, cnn_code, words_embs, sent_emb, cap_lens, class_ids, gamma1, gamma2, gamma3, gather
+    )
     terms["w_loss"] = (damsm["w_loss0"] + damsm["w_loss1"]) * lam
     terms["s_loss"] = (damsm["s_loss0"] + damsm["s_loss1"]) * lam
     terms["errG"] = total + (terms["w_loss"] + terms["s_loss"])

@@ -10,12 +10,11 @@ with TRAIN.FLAG False, and from one's own captions.
 - ``sample_captions``: captions given on the command line, several images each.
 - ``sample_main``: the ``attngan-sample`` command.
 """
+
 from __future__ import annotations
 
 import io
-import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -34,6 +33,9 @@ from .models import build_generator, build_text_encoder, text_features
 from .visualize import stage_attention_figure, to_uint8
 
 log = logging.getLogger(__name__)
+# Longest caption attngan-sample draws, in words the vocabulary knows: its attention figure
+# has a map per word and stage, and the model was trained on TEXT.WORDS_NUM (18) words.
+MAX_CAPTION_WORDS = 100
 
 
 @dataclass
@@ -57,8 +59,13 @@ class CaptionBatch:
     def repeat(self, row: int, n: int) -> CaptionBatch:
         """``n`` copies of row ``row``, cut to its length."""
         length = int(self.cap_lens[row])
-        return CaptionBatch(self.captions[row, :length].repeat(n, 1), torch.full((n,), length, dtype=torch.int64),
-                            np.full(n, self.sorted_indices[row]), [self.words[row]] * n, [self.texts[row]] * n)
+        return CaptionBatch(
+            self.captions[row, :length].repeat(n, 1),
+            torch.full((n,), length, dtype=torch.int64),
+            np.full(n, self.sorted_indices[row]),
+            [self.words[row]] * n,
+            [self.texts[row]] * n,
+        )
 
 
 def caption_words(sentence: str, wordtoix: dict[str, int], where: str) -> tuple[list[str], list[str]]:
@@ -79,8 +86,9 @@ def caption_words(sentence: str, wordtoix: dict[str, int], where: str) -> tuple[
     return kept, oov
 
 
-def batch_of(ids: Sequence[Sequence[int]], words: Sequence[list[str]], texts: Sequence[str],
-             order: np.ndarray | None = None) -> CaptionBatch:
+def batch_of(
+    ids: Sequence[Sequence[int]], words: Sequence[list[str]], texts: Sequence[str], order: np.ndarray | None = None
+) -> CaptionBatch:
     """A CaptionBatch of captions given as word ids (with their words and sentences), rows
     in ``order`` (input indices, longest first), by default ``np.argsort(cap_lens)[::-1]`` as
     the original."""
@@ -90,13 +98,22 @@ def batch_of(ids: Sequence[Sequence[int]], words: Sequence[list[str]], texts: Se
     cap_array = np.zeros((len(ids), max(cap_lens)), dtype="int64")
     for row, idx in enumerate(sorted_indices):
         cap_array[row, : cap_lens[idx]] = ids[idx]
-    return CaptionBatch(torch.from_numpy(cap_array), torch.from_numpy(np.asarray(cap_lens)[sorted_indices]),
-                        sorted_indices.copy(), [words[i] for i in sorted_indices],
-                        [texts[i] for i in sorted_indices])
+    return CaptionBatch(
+        torch.from_numpy(cap_array),
+        torch.from_numpy(np.asarray(cap_lens)[sorted_indices]),
+        sorted_indices.copy(),
+        [words[i] for i in sorted_indices],
+        [texts[i] for i in sorted_indices],
+    )
 
 
-def encode_captions(sentences: Sequence[str], wordtoix: dict[str, int], source: str = "<captions>",
-                    line_numbers: Sequence[int] | None = None) -> CaptionBatch:
+def encode_captions(
+    sentences: Sequence[str],
+    wordtoix: dict[str, int],
+    source: str = "<captions>",
+    line_numbers: Sequence[int] | None = None,
+    max_words: int | None = None,
+) -> CaptionBatch:
     """Word ids of ``sentences`` as the original's ``gen_example``: tokens cut to ASCII,
     words outside the vocabulary dropped (each reported with a warning), rows sorted by
     ``np.argsort(cap_lens)[::-1]``.
@@ -104,7 +121,7 @@ def encode_captions(sentences: Sequence[str], wordtoix: dict[str, int], source: 
     A sentence with no word left (empty, non-ASCII only, or all out of the vocabulary) is
     a ValueError naming ``source``, the line (``line_numbers[i]``, else the position) and
     the sentence (``source #i``, 1-based, without line numbers); the original silently
-    made an empty caption of it.
+    made an empty caption of it. So is one of more than ``max_words`` words kept.
     """
     if not sentences:
         raise ValueError(f"{source}: no caption to encode")
@@ -112,23 +129,37 @@ def encode_captions(sentences: Sequence[str], wordtoix: dict[str, int], source: 
     for i, sentence in enumerate(sentences):
         where = f"{source} line {line_numbers[i]}" if line_numbers is not None else f"{source} #{i + 1}"
         kept, oov = caption_words(sentence, wordtoix, where)
+        if max_words is not None and len(kept) > max_words:
+            raise ValueError(f"{where}: caption {sentence[:40]!r}... has {len(kept)} words; at most {max_words}")
         if oov:
-            log.warning("%s: not in the vocabulary, dropped: %s (caption %r)", where, ", ".join(map(repr, oov)),
-                        sentence)
+            log.warning(
+                "%s: not in the vocabulary, dropped: %s (caption %r)", where, ", ".join(map(repr, oov)), sentence
+            )
         words.append(kept)
     return batch_of([[wordtoix[t] for t in kept] for kept in words], words, list(sentences))
 
 
 @torch.no_grad()
-def _forward(net_g: nn.Module, text_encoder: nn.Module, captions: torch.Tensor, cap_lens: torch.Tensor,
-             z: torch.Tensor, ca_noise: torch.Tensor | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def _forward(
+    net_g: nn.Module,
+    text_encoder: nn.Module,
+    captions: torch.Tensor,
+    cap_lens: torch.Tensor,
+    z: torch.Tensor,
+    ca_noise: torch.Tensor | None = None,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     words_embs, sent_emb, mask = text_features(text_encoder, captions.to(z.device), cap_lens)
     fake_imgs, attention_maps, _, _ = net_g(z, sent_emb, words_embs, mask, ca_noise)
     return fake_imgs, attention_maps
 
 
-def generate(net_g: nn.Module, text_encoder: nn.Module, batch: CaptionBatch, z: torch.Tensor,
-             ca_noise: torch.Tensor | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def generate(
+    net_g: nn.Module,
+    text_encoder: nn.Module,
+    batch: CaptionBatch,
+    z: torch.Tensor,
+    ca_noise: torch.Tensor | None = None,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Images of ``batch`` from noise ``z`` [n,Z_DIM] (on the models' device), without gradients.
 
     Returns (images of each stage [n,3,s,s] in [-1,1], s = 64, 128, 256 (G_DCGAN: only the
@@ -140,15 +171,15 @@ def generate(net_g: nn.Module, text_encoder: nn.Module, batch: CaptionBatch, z: 
     return _forward(net_g, text_encoder, batch.captions, batch.cap_lens, z, ca_noise)
 
 
-def draw_noise(n: int, cfg: EasyDict, device: torch.device, generator: torch.Generator | None = None
-               ) -> torch.Tensor:
+def draw_noise(n: int, cfg: EasyDict, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
     """z [n,Z_DIM] ~ N(0,1), drawn as the original (``normal_`` on the device), from
     ``generator`` (default: torch's global one)."""
     return torch.empty(n, cfg.GAN.Z_DIM, device=device).normal_(0, 1, generator=generator)
 
 
-def caption_noise(cfg: EasyDict, n_captions: int, n_per_caption: int, seed: int, device: torch.device
-                  ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def caption_noise(
+    cfg: EasyDict, n_captions: int, n_per_caption: int, seed: int, device: torch.device
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per caption, (z [n,Z_DIM], CA noise [n,CONDITION_DIM]) with n = ``n_per_caption``,
     for ``sample_captions`` and the server: the numbers torch's global generator would give
     after ``seed_everything(seed)`` in the original's order (per caption, per batch of up to
@@ -169,8 +200,9 @@ def caption_noise(cfg: EasyDict, n_captions: int, n_per_caption: int, seed: int,
 def output_root(net_g: str) -> Path:
     """``<NET_G without .pth>``, the folder the original writes samples under."""
     if not net_g:
-        raise ConfigError("TRAIN.NET_G is empty: set it to a generator checkpoint "
-                          "(e.g. --set TRAIN.NET_G=models/bird_AttnGAN2.pth)")
+        raise ConfigError(
+            "TRAIN.NET_G is empty: set it to a generator checkpoint (e.g. --set TRAIN.NET_G=models/bird_AttnGAN2.pth)"
+        )
     cut = net_g.rfind(".pth")
     if cut > 0:
         return Path(net_g[:cut])
@@ -182,13 +214,17 @@ def load_models(cfg: EasyDict, n_words: int, device: torch.device) -> tuple[nn.M
     """(generator, text encoder) from TRAIN.NET_G and TRAIN.NET_E, strict, in eval mode on ``device``."""
     output_root(cfg.TRAIN.NET_G)  # checks NET_G is set
     if not cfg.TRAIN.NET_E:
-        raise ConfigError("TRAIN.NET_E is empty: set it to the DAMSM text encoder the generator was trained with "
-                          "(e.g. --set TRAIN.NET_E=DAMSMencoders/bird/text_encoder200.pth)")
+        raise ConfigError(
+            "TRAIN.NET_E is empty: set it to the DAMSM text encoder the generator was trained with "
+            "(e.g. --set TRAIN.NET_E=DAMSMencoders/bird/text_encoder200.pth)"
+        )
     try:
         text_encoder = load_weights(build_text_encoder(cfg, n_words), cfg.TRAIN.NET_E)
     except CheckpointError as err:
-        raise CheckpointError(f"{err} [the vocabulary of {cfg.DATA_DIR}/captions.pickle has {n_words} words; "
-                              "the text encoder must be the one trained on this dataset's captions.pickle]") from err
+        raise CheckpointError(
+            f"{err} [the vocabulary of {cfg.DATA_DIR}/captions.pickle has {n_words} words; "
+            "the text encoder must be the one trained on this dataset's captions.pickle]"
+        ) from err
     net_g = load_weights(build_generator(cfg, initialise=False), cfg.TRAIN.NET_G)
     log.info("loaded G from %s and the text encoder from %s", cfg.TRAIN.NET_G, cfg.TRAIN.NET_E)
     return net_g.to(device).eval(), text_encoder.to(device).eval()
@@ -215,13 +251,16 @@ def stage_image(fake_imgs: list[torch.Tensor], k: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- example captions
 
+
 def read_example_list(data_dir: str | Path) -> list[str]:
     """Names in ``DATA_DIR/example_filenames.txt`` (caption files under DATA_DIR without
     ``.txt``), empty lines skipped."""
     path = Path(data_dir) / "example_filenames.txt"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: with B_VALIDATION False, sampling reads the caption files "
-                                "it lists (one path under DATA_DIR without '.txt' a line); or pass --caption TEXT")
+        raise FileNotFoundError(
+            f"{path} not found: with B_VALIDATION False, sampling reads the caption files "
+            "it lists (one path under DATA_DIR without '.txt' a line); or pass --caption TEXT"
+        )
     names = [line.strip() for line in path.read_text(encoding="utf-8").split("\n")]
     names = [n for n in names if n]
     if not names:
@@ -249,8 +288,13 @@ def read_caption_file(path: Path) -> tuple[list[str], list[int]]:
     return sentences, numbers
 
 
-def save_example_batch(save_dir: Path, batch: CaptionBatch, fake_imgs: list[torch.Tensor],
-                       attention_maps: list[torch.Tensor], prefix: str = "0") -> list[Path]:
+def save_example_batch(
+    save_dir: Path,
+    batch: CaptionBatch,
+    fake_imgs: list[torch.Tensor],
+    attention_maps: list[torch.Tensor],
+    prefix: str = "0",
+) -> list[Path]:
     """The original's files for one batch: ``{prefix}_s_{sentence}_g{k}.png`` per stage and
     ``..._a{k}.png`` (the attention figure of stage k+2) per attention stage."""
     written: list[Path] = []
@@ -261,8 +305,9 @@ def save_example_batch(save_dir: Path, batch: CaptionBatch, fake_imgs: list[torc
             written.append(_save_png(stage[j], save_dir / f"{name}_g{k}.png"))
         n = int(batch.cap_lens[j])
         for k, maps in enumerate(attention_maps):
-            figure = stage_attention_figure([stage_image(fake_imgs, k)[j]], batch.words[j], [maps[j, :n]],
-                                            title=" ".join(batch.words[j]))
+            figure = stage_attention_figure(
+                [stage_image(fake_imgs, k)[j]], batch.words[j], [maps[j, :n]], title=" ".join(batch.words[j])
+            )
             written.append(_save_png(figure, save_dir / f"{name}_a{k}.png"))
     return written
 
@@ -279,10 +324,10 @@ def gen_example(cfg: EasyDict, device: torch.device) -> list[Path]:
     for name in read_example_list(cfg.DATA_DIR):
         path = Path(cfg.DATA_DIR) / f"{name}.txt"
         sentences, numbers = read_caption_file(path)
-        key = name[name.rfind("/") + 1:]
+        key = name[name.rfind("/") + 1 :]
         if any(key == k for k, _ in batches):
             log.warning("%s: another listed file has the base name %r; its images are overwritten", path, key)
-        batches.append((key, encode_captions(sentences, text.wordtoix, str(path), numbers)))
+        batches.append((key, encode_captions(sentences, text.wordtoix, str(path), numbers, MAX_CAPTION_WORDS)))
     net_g, text_encoder = load_models(cfg, text.n_words, device)
     written: list[Path] = []
     for key, batch in batches:
@@ -294,6 +339,7 @@ def gen_example(cfg: EasyDict, device: torch.device) -> list[Path]:
 
 
 # ---------------------------------------------------------------- validation split
+
 
 def sample_validation(cfg: EasyDict, device: torch.device, seed: int = 100) -> int:
     """The last-stage image of one caption of every test image (B_VALIDATION True), in
@@ -323,13 +369,20 @@ def sample_validation(cfg: EasyDict, device: torch.device, seed: int = 100) -> i
 
 # ---------------------------------------------------------------- one's own captions
 
+
 def slug(text: str, max_len: int = 60) -> str:
     """File-name part for a caption: its ASCII tokens joined by '_', cut to ``max_len``."""
     return "_".join(tokenize(text))[:max_len].rstrip("_") or "caption"
 
 
-def sample_captions(cfg: EasyDict, device: torch.device, sentences: Sequence[str], out_dir: str | Path,
-                    n_per_caption: int = 1, seed: int = 100) -> list[Path]:
+def sample_captions(
+    cfg: EasyDict,
+    device: torch.device,
+    sentences: Sequence[str],
+    out_dir: str | Path,
+    n_per_caption: int = 1,
+    seed: int = 100,
+) -> list[Path]:
     """``n_per_caption`` images (different z) for each caption; returns the files written.
 
     Writes ``<out_dir>/<i>_<slug>_<s>_g<k>.png`` (caption i as given, sample s, stage k)
@@ -340,7 +393,7 @@ def sample_captions(cfg: EasyDict, device: torch.device, sentences: Sequence[str
     if n_per_caption < 1:
         raise ValueError(f"--n must be >= 1, got {n_per_caption}")
     text = load_text_data(cfg.DATA_DIR, cfg.TEXT.CAPTIONS_PER_IMAGE)
-    encoded = encode_captions(list(sentences), text.wordtoix, source="--caption")
+    encoded = encode_captions(list(sentences), text.wordtoix, "--caption", max_words=MAX_CAPTION_WORDS)
     net_g, text_encoder = load_models(cfg, text.n_words, device)
     noise = caption_noise(cfg, len(sentences), n_per_caption, seed, device)
     out_dir = Path(out_dir)
@@ -360,54 +413,14 @@ def sample_captions(cfg: EasyDict, device: torch.device, sentences: Sequence[str
                     written.append(_save_png(stage[j], out_dir / f"{stem}_g{k}.png"))
                 if attention_maps:
                     figure = stage_attention_figure(
-                        [stage_image(fake_imgs, k)[j] for k in range(len(attention_maps))], batch.words[j],
-                        [maps[j] for maps in attention_maps], title=sentence)
+                        [stage_image(fake_imgs, k)[j] for k in range(len(attention_maps))],
+                        batch.words[j],
+                        [maps[j] for maps in attention_maps],
+                        title=sentence,
+                    )
                     written.append(_save_png(figure, out_dir / f"{stem}_attention.png"))
         log.info("caption %d %r: %d images -> %s", i, sentence, n_per_caption, out_dir)
     return written
 
 
 # ---------------------------------------------------------------- command line
-
-def sample_main(argv: list[str] | None = None) -> int:
-    """``attngan-sample``: ``--caption TEXT`` (repeatable) samples those captions; without
-    it, B_VALIDATION picks the example captions (False) or the test split (True), as the
-    original's ``main.py`` with TRAIN.FLAG False. Seed 100 unless --manualSeed."""
-    from .cli import USER_ERRORS, base_parser, report, setup
-
-    parser = base_parser("Generate images with a trained AttnGAN generator (TRAIN.NET_G, TRAIN.NET_E).",
-                         "cfg/eval_bird.yml")
-    parser.add_argument("--caption", action="append", default=[], metavar="TEXT",
-                        help="a caption to draw (repeatable); without it, the config's B_VALIDATION decides")
-    parser.add_argument("--n", type=int, default=None, help="images per --caption (default 1)")
-    parser.add_argument("--out", default=None,
-                        help="folder for --caption images (default <NET_G without .pth>/captions; "
-                             "--output_dir means the same)")
-    args = parser.parse_args(argv)
-    out = args.out or args.output_dir
-    if not args.caption and (out is not None or args.n is not None):
-        parser.error("--n, --out and --output_dir go with --caption; the example and validation images are "
-                     "written under <NET_G without .pth>/, as the original")
-    if args.manualSeed is None:
-        args.manualSeed = 100
-    try:
-        cfg, device, seed = setup(args)
-        if args.caption:
-            out_dir = Path(out) if out else output_root(cfg.TRAIN.NET_G) / "captions"
-            files = sample_captions(cfg, device, args.caption, out_dir, args.n or 1, seed)
-            summary = {"mode": "captions", "output_dir": str(out_dir), "files": len(files)}
-        elif cfg.B_VALIDATION:
-            count = sample_validation(cfg, device, seed)
-            summary = {"mode": "validation", "output_dir": str(output_root(cfg.TRAIN.NET_G) / "valid" / "single"),
-                       "images": count}
-        else:
-            files = gen_example(cfg, device)
-            summary = {"mode": "example", "output_dir": str(output_root(cfg.TRAIN.NET_G)), "files": len(files)}
-    except USER_ERRORS as err:
-        return report(err)
-    print(json.dumps(summary))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(sample_main())

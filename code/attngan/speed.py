@@ -7,6 +7,7 @@ are measured on a GPU: neither paid on the CPU). Those that change the numbers a
 opt-in: TF32 (RUN.TF32) and bf16 autocast (RUN.PRECISION for G and D, RUN.ENCODER_PRECISION
 for the frozen image encoder of the AttnGAN step). README "Speed" has the measurements.
 """
+
 from __future__ import annotations
 
 import torch

@@ -3,6 +3,7 @@
 ``attention_figure``: one row per sample (the DAMSM loop). ``stage_attention_figure``:
 one row per generator stage of one sample (sampling).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -42,8 +43,14 @@ def overlay(image: np.ndarray, attention: np.ndarray) -> np.ndarray:
     return (0.35 * image + 0.65 * heat).clip(0, 255).astype(np.uint8)
 
 
-def attention_figure(images: torch.Tensor, captions: torch.Tensor, ixtoword: dict,
-                     attn_maps: Sequence[torch.Tensor], max_rows: int = 8, max_words: int | None = None) -> np.ndarray:
+def attention_figure(
+    images: torch.Tensor,
+    captions: torch.Tensor,
+    ixtoword: dict,
+    attn_maps: Sequence[torch.Tensor],
+    max_rows: int = 8,
+    max_words: int | None = None,
+) -> np.ndarray:
     """One row per sample: the image, then its attention map for each word.
 
     images [B,3,H,W] in [-1,1]; captions [B,T] word ids (0 = padding); attn_maps: per
@@ -86,9 +93,13 @@ def _resized(image: np.ndarray, size: int) -> np.ndarray:
     return out.round().clip(0, 255).astype(np.uint8)
 
 
-def stage_attention_figure(images_per_stage: Sequence[torch.Tensor], words: Sequence[str],
-                           maps_per_stage: Sequence[torch.Tensor], tile: int = 128,
-                           title: str | None = None) -> np.ndarray:
+def stage_attention_figure(
+    images_per_stage: Sequence[torch.Tensor],
+    words: Sequence[str],
+    maps_per_stage: Sequence[torch.Tensor],
+    tile: int = 128,
+    title: str | None = None,
+) -> np.ndarray:
     """One sample's attention, one row per generator stage: the stage's image, then its
     attention map of each word (upsampled bilinearly, overlaid on the image), word above.
 

@@ -7,6 +7,7 @@ the same to the bit (datasets.TextDataset). The index holds
 a fingerprint of the sources (paths, sizes, modification times, boxes) and the size: any
 change rebuilds the cache.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,6 +23,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..errors import SetupError
 from ..files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,11 @@ def open_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
-    except OSError as err:
-        raise OSError(f"cannot read image {path}: {err}") from err
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+        raise OSError(
+            f"cannot read image {path} (truncated or corrupt?): {err}; attngan-check-data lists every "
+            "unreadable file of a dataset"
+        ) from err
 
 
 def crop_box(bbox: list[int] | tuple[int, ...], width: int, height: int) -> tuple[int, int, int, int]:
@@ -98,11 +103,12 @@ class ImageCache:
         if self._pixels is None:
             self._pixels = np.memmap(self.data_path, dtype=np.uint8, mode="r")
         h, w = self.shapes[i]
-        return Image.fromarray(np.asarray(self._pixels[self.offsets[i]:self.offsets[i + 1]]).reshape(h, w, 3))
+        return Image.fromarray(np.asarray(self._pixels[self.offsets[i] : self.offsets[i + 1]]).reshape(h, w, 3))
 
 
-def open_cache(cache_dir: Path, name: str, paths: list[Path], boxes: list | None, resize: transforms.Resize,
-               workers: int = 0) -> ImageCache:
+def open_cache(
+    cache_dir: Path, name: str, paths: list[Path], boxes: list | None, resize: transforms.Resize, workers: int = 0
+) -> ImageCache:
     """The cache ``cache_dir/name.{u8,json}`` of ``paths`` (with ``boxes``) after ``resize``,
     built first (decoding with ``workers`` processes) if missing or stale."""
     data_path, index_path = cache_dir / f"{name}.u8", cache_dir / f"{name}.json"
@@ -117,21 +123,33 @@ def open_cache(cache_dir: Path, name: str, paths: list[Path], boxes: list | None
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise RuntimeError(f"cannot create the image cache folder {cache_dir} ({err.strerror}): set RUN.CACHE_DIR "
-                           "to a writable folder, or RUN.IMAGE_CACHE to False") from err
+        raise SetupError(
+            f"cannot create the image cache folder {cache_dir} ({err.strerror}): set RUN.CACHE_DIR "
+            "to a writable folder, or RUN.IMAGE_CACHE to False"
+        ) from err
     if not os.access(cache_dir, os.W_OK):
-        raise RuntimeError(f"the image cache folder {cache_dir} is not writable: set RUN.CACHE_DIR to a writable "
-                           "folder, or RUN.IMAGE_CACHE to False")
-    log.info("caching %d decoded images at size %s in %s (once; rebuilt when the images change)", len(paths),
-             resize.size, data_path)
+        raise SetupError(
+            f"the image cache folder {cache_dir} is not writable: set RUN.CACHE_DIR to a writable "
+            "folder, or RUN.IMAGE_CACHE to False"
+        )
+    log.info(
+        "caching %d decoded images at size %s in %s (once; rebuilt when the images change)",
+        len(paths),
+        resize.size,
+        data_path,
+    )
     shapes: list[list[int]] = []
 
     def write(f) -> None:
         workers_here = min(workers, os.cpu_count() or 1)
         # Its own generator: the loader draws a seed, which must not move the global one (a run
         # would otherwise start from other weights when its cache had to be built).
-        loader = DataLoader(_Decoded(paths, boxes, resize), batch_size=None, num_workers=workers_here,
-                            generator=torch.Generator().manual_seed(0))
+        loader = DataLoader(
+            _Decoded(paths, boxes, resize),
+            batch_size=None,
+            num_workers=workers_here,
+            generator=torch.Generator().manual_seed(0),
+        )
         for pixels in tqdm(loader, desc=f"caching {name}", leave=False, dynamic_ncols=True, disable=None):
             shapes.append(list(pixels.shape[:2]))
             f.write(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())

@@ -5,13 +5,13 @@ COCO layout) the way ``datasets.TextDataset`` does, and collects a ``Problem`` f
 file that would stop or silently spoil training, never stopping at the first one.
 Usage: ``attngan-check-data --cfg cfg/DAMSM/bird.yml`` or ``--data_dir data/shapes``.
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
 import os
 import re
-import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -23,9 +23,11 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from attngan import errors
 from attngan.config import load_config
 from attngan.data.pickles import RefusedGlobalError, load_pickle
 from attngan.data.text import tokenize
+from attngan.errors import USER_ERRORS, CommandParser
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +64,9 @@ class CheckReport:
         return f"checked {self.images} images, {captions}"
 
 
-def check_dataset(data_dir: str | Path, captions_per_image: int = 10,
-                  splits: Sequence[str] = ("train", "test"), workers: int = 0) -> list[Problem]:
+def check_dataset(
+    data_dir: str | Path, captions_per_image: int = 10, splits: Sequence[str] = ("train", "test"), workers: int = 0
+) -> list[Problem]:
     """Every problem of the dataset in ``data_dir`` (empty when it is ready to train on).
 
     ``workers`` > 0 decodes images in that many threads; 0 in the calling thread.
@@ -71,8 +74,9 @@ def check_dataset(data_dir: str | Path, captions_per_image: int = 10,
     return scan_dataset(data_dir, captions_per_image, splits, workers).problems
 
 
-def scan_dataset(data_dir: str | Path, captions_per_image: int = 10,
-                 splits: Sequence[str] = ("train", "test"), workers: int = 0) -> CheckReport:
+def scan_dataset(
+    data_dir: str | Path, captions_per_image: int = 10, splits: Sequence[str] = ("train", "test"), workers: int = 0
+) -> CheckReport:
     """``check_dataset`` with the counts of what was checked, for a summary."""
     report = CheckReport(Path(data_dir))
     root = report.data_dir
@@ -86,14 +90,16 @@ def scan_dataset(data_dir: str | Path, captions_per_image: int = 10,
     if report.captions_pickle:
         _check_captions_pickle(root / "captions.pickle", names, captions_per_image, report)
     keys = list(dict.fromkeys(k for split_keys in names.values() for k in split_keys or []))
-    sizes = _check_keys(_KeyChecker.for_layout(root, birds, captions_per_image, report, len(keys)),
-                        keys, workers, report)
+    sizes = _check_keys(
+        _KeyChecker.for_layout(root, birds, captions_per_image, report, len(keys)), keys, workers, report
+    )
     if birds:
         _check_boxes(root / "CUB_200_2011", sizes, report)
     return report
 
 
 # ---------------------------------------------------------------- pickles
+
 
 def _load(path: Path, report: CheckReport) -> tuple[bool, Any]:
     """``(True, object)`` of a readable data pickle; ``(False, None)`` after adding the problem."""
@@ -143,8 +149,9 @@ def _describe(x: Any) -> str:
     return type(x).__name__
 
 
-def _check_captions_pickle(path: Path, names: dict[str, list[str] | None], captions_per_image: int,
-                           report: CheckReport) -> None:
+def _check_captions_pickle(
+    path: Path, names: dict[str, list[str] | None], captions_per_image: int, report: CheckReport
+) -> None:
     ok, x = _load(path, report)
     if not ok:
         return
@@ -160,15 +167,25 @@ def _check_captions_pickle(path: Path, names: dict[str, list[str] | None], capti
             _check_split_captions(path, split, x[index], names[split], captions_per_image, ixtoword, report)
 
 
-def _check_split_captions(path: Path, split: str, captions: Any, keys: list[str] | None,
-                          captions_per_image: int, ixtoword: dict, report: CheckReport) -> None:
+def _check_split_captions(
+    path: Path,
+    split: str,
+    captions: Any,
+    keys: list[str] | None,
+    captions_per_image: int,
+    ixtoword: dict,
+    report: CheckReport,
+) -> None:
     if not isinstance(captions, (list, tuple)):
         report.add(path, f"{split} captions: expected a list of word-id lists, got {_describe(captions)}")
         return
     if keys is not None and len(captions) != len(keys) * captions_per_image:
-        report.add(path, f"{len(captions)} {split} captions, but {len(keys)} {split} images x "
-                         f"CAPTIONS_PER_IMAGE {captions_per_image} = {len(keys) * captions_per_image}; "
-                         "wrong CAPTIONS_PER_IMAGE, or a stale captions.pickle (delete it to rebuild)")
+        report.add(
+            path,
+            f"{len(captions)} {split} captions, but {len(keys)} {split} images x "
+            f"CAPTIONS_PER_IMAGE {captions_per_image} = {len(keys) * captions_per_image}; "
+            "wrong CAPTIONS_PER_IMAGE, or a stale captions.pickle (delete it to rebuild)",
+        )
     faults: dict[str, list[int]] = {}
     for i, caption in enumerate(captions):
         fault = _caption_fault(caption, ixtoword)
@@ -201,6 +218,7 @@ def _caption_name(index: int, keys: list[str] | None, captions_per_image: int) -
 
 # ---------------------------------------------------------------- images and text files
 
+
 @dataclass(frozen=True)
 class _KeyChecker:
     """Checks the image (and, without captions.pickle, the text file) of one key."""
@@ -210,16 +228,19 @@ class _KeyChecker:
     captions_per_image: int
 
     @classmethod
-    def for_layout(cls, root: Path, birds: bool, captions_per_image: int, report: CheckReport,
-                   count: int) -> _KeyChecker:
+    def for_layout(
+        cls, root: Path, birds: bool, captions_per_image: int, report: CheckReport, count: int
+    ) -> _KeyChecker:
         image_dir = (root / "CUB_200_2011" if birds else root) / "images"
         text_dir = None if report.captions_pickle else root / "text"
         for folder, what in ((image_dir, "images"), (text_dir, "caption files")):
             if folder is not None and count and not folder.is_dir():
                 report.add(folder, f"folder missing ({count} {what} expected; see data/README.md)")
-        return cls(image_dir if image_dir.is_dir() else None,
-                   text_dir if text_dir is not None and text_dir.is_dir() else None,
-                   captions_per_image)
+        return cls(
+            image_dir if image_dir.is_dir() else None,
+            text_dir if text_dir is not None and text_dir.is_dir() else None,
+            captions_per_image,
+        )
 
     def __call__(self, key: str) -> tuple[list[Problem], tuple[int, int] | None]:
         problems: list[Problem] = []
@@ -229,8 +250,9 @@ class _KeyChecker:
         return problems, size
 
 
-def _check_keys(checker: _KeyChecker, keys: list[str], workers: int,
-                report: CheckReport) -> dict[str, tuple[int, int] | None]:
+def _check_keys(
+    checker: _KeyChecker, keys: list[str], workers: int, report: CheckReport
+) -> dict[str, tuple[int, int] | None]:
     """Run ``checker`` on every key (in order); the image size of each key (None if unreadable)."""
     sizes: dict[str, tuple[int, int] | None] = {}
     with ThreadPoolExecutor(workers) if workers > 0 else nullcontext() as pool:
@@ -271,19 +293,25 @@ def _check_text(path: Path, captions_per_image: int, problems: list[Problem]) ->
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        problems.append(Problem(path, f"not UTF-8 (byte {data[err.start]:#04x} at offset {err.start}); "
-                                      "the loader would read it as U+FFFD"))
+        problems.append(
+            Problem(
+                path,
+                f"not UTF-8 (byte {data[err.start]:#04x} at offset {err.start}); the loader would read it as U+FFFD",
+            )
+        )
         text = data.decode("utf-8", errors="replace")
     captions = [tokenize(line) for line in text.split("\n") if _WORD.search(line)][:captions_per_image]
     if len(captions) < captions_per_image:
-        problems.append(Problem(path, f"{len(captions)} non-empty captions, "
-                                      f"CAPTIONS_PER_IMAGE needs {captions_per_image}"))
+        problems.append(
+            Problem(path, f"{len(captions)} non-empty captions, CAPTIONS_PER_IMAGE needs {captions_per_image}")
+        )
     empty = [i + 1 for i, tokens in enumerate(captions) if not tokens]
     if empty:
         problems.append(Problem(path, f"captions {empty} have no ASCII word: they would load empty"))
 
 
 # ---------------------------------------------------------------- CUB boxes
+
 
 def _check_boxes(cub: Path, sizes: dict[str, tuple[int, int] | None], report: CheckReport) -> None:
     """images.txt and bounding_boxes.txt: readable, row for row, a valid box for every key."""
@@ -293,8 +321,7 @@ def _check_boxes(cub: Path, sizes: dict[str, tuple[int, int] | None], report: Ch
     if files is None or boxes is None:
         return
     if len(files) != len(boxes):
-        report.add(boxes_txt, f"{len(boxes)} rows, but images.txt has {len(files)}; "
-                              "the loader pairs them row by row")
+        report.add(boxes_txt, f"{len(boxes)} rows, but images.txt has {len(files)}; the loader pairs them row by row")
     elif not (files["id"].to_numpy() == boxes["id"].to_numpy()).all():
         report.add(boxes_txt, "image ids not in the order of images.txt; the loader pairs them row by row")
     id_of = {str(name).removesuffix(".jpg"): image_id for image_id, name in zip(files["id"], files["name"])}
@@ -347,6 +374,7 @@ def _box_fault(box: list[int], size: tuple[int, int] | None) -> str | None:
 
 # ---------------------------------------------------------------- CLI
 
+
 def _settings(args: argparse.Namespace) -> tuple[str, int]:
     """DATA_DIR and CAPTIONS_PER_IMAGE from the arguments and the optional config."""
     cfg = load_config(args.cfg) if args.cfg else None
@@ -363,23 +391,24 @@ def _settings(args: argparse.Namespace) -> tuple[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: check a dataset; 0 when clean, 1 when problems, 2 for bad arguments."""
-    parser = argparse.ArgumentParser(
-        prog="attngan-check-data",
-        description="Report every missing or unreadable file of a dataset before a long run.")
+    parser = CommandParser(
+        prog="attngan-check-data", description="Report every missing or unreadable file of a dataset before a long run."
+    )
     parser.add_argument("--cfg", help="config file (its DATA_DIR and TEXT.CAPTIONS_PER_IMAGE)")
     parser.add_argument("--data_dir", help="dataset folder (overrides the config's DATA_DIR)")
-    parser.add_argument("--captions_per_image", type=int, default=None,
-                        help="captions per image (default: the config's, else 10)")
+    parser.add_argument(
+        "--captions_per_image", type=int, default=None, help="captions per image (default: the config's, else 10)"
+    )
     parser.add_argument("--splits", nargs="+", default=["train", "test"])
-    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
-                        help="image-decoding threads (0: none)")
+    parser.add_argument(
+        "--workers", type=int, default=min(8, os.cpu_count() or 1), help="image-decoding threads (0: none)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         data_dir, cpi = _settings(args)
-    except (FileNotFoundError, ValueError) as err:  # ConfigError is a ValueError
-        print(f"attngan-check-data: error: {err}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as err:  # ConfigError is a ValueError
+        return errors.report(err)
     report = scan_dataset(data_dir, cpi, args.splits, max(args.workers, 0))
     for problem in report.problems:
         print(problem)

@@ -3,6 +3,7 @@
 See data/README.md for the layouts. Each item is the multi-scale images of one key and
 one of its captions, as the original ``TextDataset``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,14 @@ def load_bboxes(data_dir: str | Path) -> dict[str, list[int]]:
     Rows of ``bounding_boxes.txt`` and ``images.txt`` are paired by position, as the original.
     """
     cub = Path(data_dir) / "CUB_200_2011"
-    boxes = pd.read_csv(cub / "bounding_boxes.txt", sep=r"\s+", header=None).astype(int)
-    files = pd.read_csv(cub / "images.txt", sep=r"\s+", header=None)[1].tolist()
+    try:
+        boxes = pd.read_csv(cub / "bounding_boxes.txt", sep=r"\s+", header=None).astype(int)
+        files = pd.read_csv(cub / "images.txt", sep=r"\s+", header=None)[1].tolist()
+    except (ValueError, KeyError) as err:  # pandas' parser errors are ValueErrors; KeyError: no 2nd column
+        raise ValueError(
+            f"{cub}: bounding_boxes.txt or images.txt is not the CUB table it should be ({err}); "
+            "attngan-check-data names the file"
+        ) from err
     if len(boxes) != len(files):
         raise ValueError(f"{cub}: {len(boxes)} rows in bounding_boxes.txt but {len(files)} in images.txt")
     return {name[:-4]: boxes.iloc[i, 1:].tolist() for i, name in enumerate(files)}
@@ -72,9 +79,14 @@ def _default_normalize() -> transforms.Compose:
     return transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
 
 
-def get_imgs(img_path: str | Path, imsizes: list[int], bbox: list[int] | None = None,
-             transform: Callable | None = None, normalize: Callable | None = None,
-             single: bool = False) -> list[torch.Tensor]:
+def get_imgs(
+    img_path: str | Path,
+    imsizes: list[int],
+    bbox: list[int] | None = None,
+    transform: Callable | None = None,
+    normalize: Callable | None = None,
+    single: bool = False,
+) -> list[torch.Tensor]:
     """One image at every scale: ``[3, s, s]`` tensors in [-1, 1] for s in ``imsizes``.
 
     Bird crop (``bbox``), then ``transform``; scale i < last is ``Resize(imsizes[i])`` of
@@ -84,8 +96,13 @@ def get_imgs(img_path: str | Path, imsizes: list[int], bbox: list[int] | None = 
     return scales(decode(Path(img_path), bbox), imsizes, transform, normalize, single)
 
 
-def scales(img: Image.Image, imsizes: list[int], transform: Callable | None = None,
-           normalize: Callable | None = None, single: bool = False) -> list[torch.Tensor]:
+def scales(
+    img: Image.Image,
+    imsizes: list[int],
+    transform: Callable | None = None,
+    normalize: Callable | None = None,
+    single: bool = False,
+) -> list[torch.Tensor]:
     """``get_imgs`` from a decoded (and cropped) image: ``transform``, then the smaller
     scales resized from its result. A cached image (the transform's first Resize done)
     comes here with the rest of the transform."""
@@ -109,15 +126,24 @@ class TextDataset(Dataset):
     seed (PyTorch 0.3 left every worker the same forked numpy state).
     """
 
-    def __init__(self, data_dir: str | Path, split: str = "train", base_size: int = 64,
-                 branch_num: int = 3, captions_per_image: int = 10, words_num: int = 18,
-                 transform: Callable | None = None, single_image: bool = False,
-                 cache_dir: str | Path | None = None, workers: int = 0) -> None:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        split: str = "train",
+        base_size: int = 64,
+        branch_num: int = 3,
+        captions_per_image: int = 10,
+        words_num: int = 18,
+        transform: Callable | None = None,
+        single_image: bool = False,
+        cache_dir: str | Path | None = None,
+        workers: int = 0,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.birds = "birds" in str(data_dir)  # as the original: a substring test on the path
         _check_layout(self.data_dir, split, self.birds)
         self.split = split
-        self.imsizes = [base_size * 2 ** i for i in range(branch_num)]
+        self.imsizes = [base_size * 2**i for i in range(branch_num)]
         self.captions_per_image = captions_per_image
         self.words_num = words_num
         self.transform = transform
@@ -133,8 +159,14 @@ class TextDataset(Dataset):
         self.cache_rest: Callable | None = None  # the transform after its first Resize, for cached images
         if cache_dir is not None:
             self._open_cache(Path(cache_dir), workers)
-        log.info("%s %s: %d images, %d words, scales %s", self.data_dir, split, len(self.filenames),
-                 self.n_words, self.imsizes)
+        log.info(
+            "%s %s: %d images, %d words, scales %s",
+            self.data_dir,
+            split,
+            len(self.filenames),
+            self.n_words,
+            self.imsizes,
+        )
 
     def __len__(self) -> int:
         return len(self.filenames)
@@ -161,7 +193,7 @@ class TextDataset(Dataset):
         if self.bboxes is None:
             return None
         if key not in self.bboxes:
-            raise KeyError(f"{key!r} is not in {self.data_dir / 'CUB_200_2011' / 'images.txt'}")
+            raise ValueError(f"{key!r} is not in {self.data_dir / 'CUB_200_2011' / 'images.txt'}")
         return self.bboxes[key]
 
     def __getitem__(self, index: int) -> tuple[list[torch.Tensor], torch.Tensor, int, int, str]:
@@ -169,8 +201,9 @@ class TextDataset(Dataset):
         if self.cache is not None:
             imgs = scales(self.cache[index], self.imsizes, self.cache_rest, self.normalize, self.single_image)
         else:
-            imgs = get_imgs(self.image_path(key), self.imsizes, self._bbox(key), self.transform,
-                            self.normalize, self.single_image)
+            imgs = get_imgs(
+                self.image_path(key), self.imsizes, self._bbox(key), self.transform, self.normalize, self.single_image
+            )
         caption, cap_len = self.caption(index)
         return imgs, torch.from_numpy(caption), cap_len, int(self.class_id[index]), key
 
@@ -199,8 +232,9 @@ def _check_layout(data_dir: Path, split: str, birds: bool) -> None:
     if not (data_dir / "captions.pickle").is_file() and not (data_dir / "text").is_dir():
         missing.append(f"{data_dir / 'text'} (or {data_dir / 'captions.pickle'})")
     if missing:
-        raise FileNotFoundError(f"dataset {data_dir} is incomplete; missing:\n  "
-                                + "\n  ".join(missing) + "\n" + layout)
+        raise FileNotFoundError(
+            f"dataset {data_dir} is incomplete; missing:\n  " + "\n  ".join(missing) + "\n" + layout
+        )
 
 
 def _load_class_ids(split_dir: Path, count: int) -> np.ndarray:
@@ -208,15 +242,18 @@ def _load_class_ids(split_dir: Path, count: int) -> np.ndarray:
     path = split_dir / "class_info.pickle"
     if not path.is_file():
         return np.arange(count)
-    class_id = np.asarray(load_pickle(path), dtype=np.int64)
-    if len(class_id) != count:
+    try:
+        class_id = np.asarray(load_pickle(path), dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ValueError(f"{path}: expected a list of integer class ids, one per image ({err})") from err
+    if class_id.ndim != 1 or len(class_id) != count:
         raise ValueError(f"{path}: {len(class_id)} class ids for {count} images")
     return class_id
 
 
-def prepare_data(batch: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, Any, list[str]],
-                 device: torch.device | str
-                 ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, np.ndarray, list[str]]:
+def prepare_data(
+    batch: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, Any, list[str]], device: torch.device | str
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, np.ndarray, list[str]]:
     """Sort a collated batch by caption length, descending, and move it to ``device``.
 
     In: imgs (list of ``[B, 3, H, W]``), captions ``[B, T]``, cap_lens ``[B]``, class ids
@@ -232,8 +269,13 @@ def prepare_data(batch: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, An
     on_device = order.to(device, non_blocking=True)
     real_imgs = [img.to(device, non_blocking=True).index_select(0, on_device) for img in imgs]
     order_np = order.numpy()
-    return (real_imgs, captions.to(device, non_blocking=True).index_select(0, on_device), sorted_lens,
-            np.asarray(class_ids)[order_np], [keys[i] for i in order_np])
+    return (
+        real_imgs,
+        captions.to(device, non_blocking=True).index_select(0, on_device),
+        sorted_lens,
+        np.asarray(class_ids)[order_np],
+        [keys[i] for i in order_np],
+    )
 
 
 def build_dataset(cfg: Any, split: str, transform: Callable | None = None) -> TextDataset:
@@ -245,7 +287,8 @@ def build_dataset(cfg: Any, split: str, transform: Callable | None = None) -> Te
     """
     largest = cfg.TREE.BASE_SIZE * 2 ** (cfg.TREE.BRANCH_NUM - 1)
     return TextDataset(
-        cfg.DATA_DIR, split,
+        cfg.DATA_DIR,
+        split,
         base_size=cfg.TREE.BASE_SIZE,
         branch_num=cfg.TREE.BRANCH_NUM,
         captions_per_image=cfg.TEXT.CAPTIONS_PER_IMAGE,

@@ -6,6 +6,7 @@ The epoch's order is a permutation drawn from (seed, epoch); every item's random
 torch's global generators, as the original) are seeded from (seed, epoch, index). This
 holds with any number of workers, and the main process's generators are left untouched.
 """
+
 from __future__ import annotations
 
 import random
@@ -60,9 +61,26 @@ class EpochBatches(Sampler):
     (``rank``) gets its contiguous share: together the processes hold the rows one process
     would, in the same order."""
 
-    def __init__(self, size: int, batch_size: int, seed: int, epoch: int = 0, start: int = 0, shuffle: bool = True,
-                 rank: int = 0, processes: int = 1, lengths: Callable[[tuple[int, int]], int] | None = None):
-        self.size, self.batch_size, self.seed, self.epoch, self.start, self.shuffle = size, batch_size, seed, epoch, start, shuffle
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        seed: int,
+        epoch: int = 0,
+        start: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        processes: int = 1,
+        lengths: Callable[[tuple[int, int]], int] | None = None,
+    ):
+        self.size, self.batch_size, self.seed, self.epoch, self.start, self.shuffle = (
+            size,
+            batch_size,
+            seed,
+            epoch,
+            start,
+            shuffle,
+        )
         self.rank, self.processes, self.lengths = rank, processes, lengths
 
     def __len__(self) -> int:
@@ -70,15 +88,17 @@ class EpochBatches(Sampler):
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         if self.shuffle:
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(item_seed(self.seed, self.epoch, -1)))
+            order = torch.randperm(
+                self.size, generator=torch.Generator().manual_seed(item_seed(self.seed, self.epoch, -1))
+            )
         else:
             order = torch.arange(self.size)
         for b in range(self.start, self.size // self.batch_size):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
             keys = [(item_seed(self.seed, self.epoch, i), i) for i in idx]
             if self.processes > 1:
                 share = self.batch_size // self.processes
-                keys = sorted(keys, key=lambda k: -self.lengths(k))[self.rank * share:(self.rank + 1) * share]
+                keys = sorted(keys, key=lambda k: -self.lengths(k))[self.rank * share : (self.rank + 1) * share]
             yield keys
 
 
@@ -90,18 +110,36 @@ def ignore_stop_signals(_worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def epoch_loader(dataset: Dataset, batch_size: int, workers: int, seed: int, epoch: int, start: int = 0,
-                 shuffle: bool = True, pin_memory: bool = False, rank: int = 0, processes: int = 1) -> DataLoader:
+def epoch_loader(
+    dataset: Dataset,
+    batch_size: int,
+    workers: int,
+    seed: int,
+    epoch: int,
+    start: int = 0,
+    shuffle: bool = True,
+    pin_memory: bool = False,
+    rank: int = 0,
+    processes: int = 1,
+) -> DataLoader:
     """The DataLoader of one epoch (from batch ``start``) of global batches of ``batch_size``,
     of which this process (``rank`` of ``processes``) reads its share. ``pin_memory`` (for
     a CUDA run): batches in page-locked memory, whose copies to the GPU overlap with its work."""
     if len(dataset) < batch_size:
-        raise ValueError(f"the dataset has {len(dataset)} items, fewer than TRAIN.BATCH_SIZE {batch_size} "
-                         "(batches drop the last incomplete one, so nothing would be trained)")
+        raise ValueError(
+            f"the dataset has {len(dataset)} items, fewer than TRAIN.BATCH_SIZE {batch_size} "
+            "(batches drop the last incomplete one, so nothing would be trained)"
+        )
     items = SeededItems(dataset)
     sampler = EpochBatches(len(dataset), batch_size, seed, epoch, start, shuffle, rank, processes, items.caption_length)
     # Its own generator: creating the iterator draws a base seed, which must not move the
     # global generator that the training step draws noise from.
     generator = torch.Generator().manual_seed(item_seed(seed, epoch, -2))
-    return DataLoader(items, batch_sampler=sampler, num_workers=workers, generator=generator,
-                      worker_init_fn=ignore_stop_signals, pin_memory=pin_memory)
+    return DataLoader(
+        items,
+        batch_sampler=sampler,
+        num_workers=workers,
+        generator=generator,
+        worker_init_fn=ignore_stop_signals,
+        pin_memory=pin_memory,
+    )

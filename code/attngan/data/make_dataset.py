@@ -19,9 +19,9 @@ file order; one with fewer repeats its own in order; either is said in a warning
 Every bad input is a ``DatasetError`` (a ValueError) naming the file, line or value, and
 nothing is written: the dataset is made in a temporary folder renamed at the end.
 """
+
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -43,9 +43,16 @@ from attngan.data.check import scan_dataset
 from attngan.data.datasets import enlarged
 from attngan.data.manifest import DatasetError, Entry, fit_captions, group_rows, read_manifest
 from attngan.data.text import tokenize
-from attngan.data.writing import (check_out_dir, make_layout, save_captions, save_examples, save_image,
-                                  save_split, write_into_place)
-from attngan.errors import USER_ERRORS, report
+from attngan.data.writing import (
+    check_out_dir,
+    make_layout,
+    save_captions,
+    save_examples,
+    save_image,
+    save_split,
+    write_into_place,
+)
+from attngan.errors import USER_ERRORS, CommandParser, report
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +62,23 @@ IMAGE_SIZES = {128: 2, 256: 3}  # AttnGAN's largest image -> TREE.BRANCH_NUM (st
 EXAMPLES = 8  # test captions in example_captions.txt
 # What may sit in a dataset folder that --force replaces: what this tool writes, and
 # captions.pickle and cache/, which training adds.
-DATASET_ENTRIES = frozenset({
-    "images", "text", "train", "test", "classes.txt", "example_captions.txt", "example_filenames.txt",
-    "damsm.yml", "attngan.yml", "eval.yml", "README.txt", "captions.pickle", "cache",
-})
+DATASET_ENTRIES = frozenset(
+    {
+        "images",
+        "text",
+        "train",
+        "test",
+        "classes.txt",
+        "example_captions.txt",
+        "example_filenames.txt",
+        "damsm.yml",
+        "attngan.yml",
+        "eval.yml",
+        "README.txt",
+        "captions.pickle",
+        "cache",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -87,10 +107,12 @@ def split_keys(keys: list[str], labels: list[str], test_fraction: float, seed: i
         raise DatasetError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
     num_test = round(len(keys) * test_fraction)
     if min(num_test, len(keys) - num_test) < MIN_SPLIT_IMAGES:
-        raise DatasetError(f"too few images for the split: {len(keys)} images with --test-fraction {test_fraction} "
-                           f"give {len(keys) - num_test} train and {num_test} test images; each split needs at "
-                           f"least {MIN_SPLIT_IMAGES} (a DAMSM batch tells images apart): add images or change "
-                           "--test-fraction")
+        raise DatasetError(
+            f"too few images for the split: {len(keys)} images with --test-fraction {test_fraction} "
+            f"give {len(keys) - num_test} train and {num_test} test images; each split needs at "
+            f"least {MIN_SPLIT_IMAGES} (a DAMSM batch tells images apart): add images or change "
+            "--test-fraction"
+        )
     # Each key's place in a random order of its class, as a fraction of the class: taking
     # the lowest places takes every class's share (ties in the random order).
     order = np.random.default_rng(seed).permutation(len(keys))
@@ -114,8 +136,10 @@ def load_image(path: Path, min_side: int, stored_side: int, where: str) -> Image
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
         raise DatasetError(f"{path}: cannot read image ({err}; listed at {where})") from err
     if min(image.size) < min_side:
-        raise DatasetError(f"{path}: image too small: {image.size[0]}x{image.size[1]} px, --image-size {min_side} "
-                           f"needs both sides at least {min_side} (listed at {where})")
+        raise DatasetError(
+            f"{path}: image too small: {image.size[0]}x{image.size[1]} px, --image-size {min_side} "
+            f"needs both sides at least {min_side} (listed at {where})"
+        )
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         image = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -124,19 +148,24 @@ def load_image(path: Path, min_side: int, stored_side: int, where: str) -> Image
     short = min(image.size)
     if short > stored_side:
         scale = stored_side / short
-        image = image.resize((max(stored_side, round(image.size[0] * scale)),
-                              max(stored_side, round(image.size[1] * scale))), Image.Resampling.LANCZOS)
+        image = image.resize(
+            (max(stored_side, round(image.size[0] * scale)), max(stored_side, round(image.size[1] * scale))),
+            Image.Resampling.LANCZOS,
+        )
     return image
 
 
 # ---------------------------------------------------------------- configs
 
+
 def _source(name: str) -> Path:
     """The repository config ``name`` (cfg/...)."""
     path = REPO / name
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: attngan-make-dataset derives its configs from the repository's "
-                                "cfg/ folder (run it from a clone with the package installed in place)")
+        raise FileNotFoundError(
+            f"{path} not found: attngan-make-dataset derives its configs from the repository's "
+            "cfg/ folder (run it from a clone with the package installed in place)"
+        )
     return path
 
 
@@ -185,21 +214,31 @@ def derive_configs(recipe: Recipe, plan: Plan) -> Configs:
     damsm_run, attngan_run = runs / "DAMSM", runs / "AttnGAN"
     text_encoder = str(damsm_run / "Model" / f"text_encoder{damsm.TRAIN.MAX_EPOCH - 1}.pth")
     branches = IMAGE_SIZES[plan.image_size]
-    common = {"DATASET_NAME": plan.name, "DATA_DIR": plan.data_dir,
-              "TEXT.CAPTIONS_PER_IMAGE": plan.captions_per_image, "AUGMENT.HORIZONTAL_FLIP": plan.flip}
+    common = {
+        "DATASET_NAME": plan.name,
+        "DATA_DIR": plan.data_dir,
+        "TEXT.CAPTIONS_PER_IMAGE": plan.captions_per_image,
+        "AUGMENT.HORIZONTAL_FLIP": plan.flip,
+    }
     changes = {
         recipe.damsm: {"TRAIN.BATCH_SIZE": min(damsm.TRAIN.BATCH_SIZE, plan.num_train, plan.num_test)},
-        recipe.attngan: {"TREE.BRANCH_NUM": branches, "TRAIN.NET_E": text_encoder,
-                         "TRAIN.BATCH_SIZE": min(attngan.TRAIN.BATCH_SIZE, plan.num_train)},
+        recipe.attngan: {
+            "TREE.BRANCH_NUM": branches,
+            "TRAIN.NET_E": text_encoder,
+            "TRAIN.BATCH_SIZE": min(attngan.TRAIN.BATCH_SIZE, plan.num_train),
+        },
         recipe.eval: {
-            "TREE.BRANCH_NUM": branches, "TRAIN.NET_E": text_encoder,
+            "TREE.BRANCH_NUM": branches,
+            "TRAIN.NET_E": text_encoder,
             "TRAIN.NET_G": str(attngan_run / "Model" / f"netG_epoch_{attngan.TRAIN.MAX_EPOCH}.pth"),
             "TRAIN.BATCH_SIZE": min(evaluation.TRAIN.BATCH_SIZE, plan.num_test),
             # loc and obj need objects.json, which only the generated shapes have.
             "EVAL.METRICS": ",".join(m for m in evaluation.EVAL.METRICS.split(",") if m not in ("loc", "obj")),
             # One pass over the test captions, as the paper's 30,000 on CUB.
-            "EVAL.NUM_SAMPLES": min(evaluation.EVAL.NUM_SAMPLES,
-                                    max(evaluation.EVAL.SPLITS, plan.num_test * plan.captions_per_image))},
+            "EVAL.NUM_SAMPLES": min(
+                evaluation.EVAL.NUM_SAMPLES, max(evaluation.EVAL.SPLITS, plan.num_test * plan.captions_per_image)
+            ),
+        },
     }
     files = {}
     for file, source in (("damsm.yml", recipe.damsm), ("attngan.yml", recipe.attngan), ("eval.yml", recipe.eval)):
@@ -214,18 +253,32 @@ def write_config(path: Path, config: dict[str, Any], source: str) -> EasyDict:
     """The config as YAML under a header naming its source and what differs from it;
     returns it loaded (which checks every key)."""
     changed = differences(_read_yaml(source), config)
-    header = [f"Written by attngan-make-dataset from {source} (docs/own_data.md). Changed from it:",
-              *(f"  {line}" for line in changed)]
-    path.write_text("".join(f"# {line}\n" for line in header) + yaml.safe_dump(config, sort_keys=False),
-                    encoding="utf-8")
+    header = [
+        f"Written by attngan-make-dataset from {source} (docs/own_data.md). Changed from it:",
+        *(f"  {line}" for line in changed),
+    ]
+    path.write_text(
+        "".join(f"# {line}\n" for line in header) + yaml.safe_dump(config, sort_keys=False), encoding="utf-8"
+    )
     return load_config(path)
 
 
 # ---------------------------------------------------------------- the dataset
 
-def make_dataset(images: str | Path, captions: str | Path, out: str | Path, *, test_fraction: float = 0.1,
-                 seed: int = 0, image_size: int | None = None, captions_per_image: int | None = None,
-                 recipe: str = "small", overwrite: bool = False, workers: int = 0) -> dict[str, Any]:
+
+def make_dataset(
+    images: str | Path,
+    captions: str | Path,
+    out: str | Path,
+    *,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    image_size: int | None = None,
+    captions_per_image: int | None = None,
+    recipe: str = "small",
+    overwrite: bool = False,
+    workers: int = 0,
+) -> dict[str, Any]:
     """Write the dataset of ``images`` captioned by the manifest ``captions`` to ``out``
     (see the module docstring); the same inputs and arguments give identical files.
 
@@ -239,15 +292,19 @@ def make_dataset(images: str | Path, captions: str | Path, out: str | Path, *, t
         raise DatasetError(f"--recipe {recipe!r}: choose from {', '.join(RECIPES)}")
     image_size = RECIPES[recipe].image_size if image_size is None else image_size
     if image_size not in IMAGE_SIZES:
-        raise DatasetError(f"--image-size {image_size}: AttnGAN's stages double from 64 px; choose from "
-                           f"{', '.join(map(str, IMAGE_SIZES))}")
+        raise DatasetError(
+            f"--image-size {image_size}: AttnGAN's stages double from 64 px; choose from "
+            f"{', '.join(map(str, IMAGE_SIZES))}"
+        )
     if not images_dir.is_dir():
         raise DatasetError(f"--images {images_dir}: not a folder")
     if not out.name or out.name in (".", ".."):
         raise DatasetError(f"--out {out}: name the dataset's folder, e.g. data/mine")
     if "birds" in str(out):
-        raise DatasetError(f"--out {out}: the loaders read a DATA_DIR whose path holds 'birds' as CUB-200 "
-                           "(CUB_200_2011/ images and boxes); choose a name without it")
+        raise DatasetError(
+            f"--out {out}: the loaders read a DATA_DIR whose path holds 'birds' as CUB-200 "
+            "(CUB_200_2011/ images and boxes); choose a name without it"
+        )
     check_out_dir(out, overwrite, DATASET_ENTRIES)
     entries = group_rows(read_manifest(manifest), images_dir, manifest)
     entries, n = fit_captions(entries, captions_per_image)
@@ -260,29 +317,49 @@ def make_dataset(images: str | Path, captions: str | Path, out: str | Path, *, t
     if not plan.flip:
         log.info("captions name left or right: AUGMENT.HORIZONTAL_FLIP off in the configs")
     configs = derive_configs(RECIPES[recipe], plan)
-    settings = dict(test_fraction=test_fraction, seed=seed, image_size=image_size, captions_per_image=n,
-                    recipe=recipe)
+    settings = dict(test_fraction=test_fraction, seed=seed, image_size=image_size, captions_per_image=n, recipe=recipe)
 
     def write(folder: Path) -> str:
         _write_files(folder, manifest, entries, train, test, configs, image_size, workers)
         _write_readme(folder / "README.txt", images_dir, manifest, settings)
         checked = scan_dataset(folder, n, workers=workers)
         if checked.problems:  # a bug here, not the user's input
-            raise AssertionError(f"the data check failed on the dataset just written: {checked.problems[0]} "
-                                 f"({len(checked.problems)} problems)")
+            raise AssertionError(
+                f"the data check failed on the dataset just written: {checked.problems[0]} "
+                f"({len(checked.problems)} problems)"
+            )
         return f"{out}: {checked.summary()}: OK"
 
     check = write_into_place(out, write)
-    summary = {"out_dir": str(out), "images": len(entries), "train": len(train), "test": len(test),
-               "captions_per_image": n, "classes": len({e.label for e in entries if e.label}), "words": len(words),
-               "image_size": image_size, "configs": [str(out / file) for file in configs.files], "check": check,
-               "next": [f"attngan-pretrain-damsm --cfg {out / 'damsm.yml'} --output_dir {configs.damsm_run}",
-                        f"attngan-train --cfg {out / 'attngan.yml'} --output_dir {configs.attngan_run}"]}
+    summary = {
+        "out_dir": str(out),
+        "images": len(entries),
+        "train": len(train),
+        "test": len(test),
+        "captions_per_image": n,
+        "classes": len({e.label for e in entries if e.label}),
+        "words": len(words),
+        "image_size": image_size,
+        "configs": [str(out / file) for file in configs.files],
+        "check": check,
+        "next": [
+            f"attngan-pretrain-damsm --cfg {out / 'damsm.yml'} --output_dir {configs.damsm_run}",
+            f"attngan-train --cfg {out / 'attngan.yml'} --output_dir {configs.attngan_run}",
+        ],
+    }
     return summary
 
 
-def _write_files(folder: Path, manifest: Path, entries: list[Entry], train: list[str], test: list[str],
-                 configs: Configs, image_size: int, workers: int) -> None:
+def _write_files(
+    folder: Path,
+    manifest: Path,
+    entries: list[Entry],
+    train: list[str],
+    test: list[str],
+    configs: Configs,
+    image_size: int,
+    workers: int,
+) -> None:
     make_layout(folder)
     loaded = [write_config(folder / file, config, source) for file, (config, source) in configs.files.items()]
     # Stored at the largest size a config's loader resizes to, so that none upsamples.
@@ -300,11 +377,14 @@ def _write_files(folder: Path, manifest: Path, entries: list[Entry], train: list
     for split, keys in (("train", train), ("test", test)):
         save_split(folder, split, keys, [class_of[by_key[k].label] for k in keys] if has_classes else None)
     if has_classes:
-        (folder / "classes.txt").write_text("".join(f"{i} {label}\n" for label, i in class_of.items()),
-                                            encoding="utf-8")
+        (folder / "classes.txt").write_text(
+            "".join(f"{i} {label}\n" for label, i in class_of.items()), encoding="utf-8"
+        )
         if len({by_key[k].label for k in test}) < 2:
-            log.warning("every test image has the same class: R-precision (attngan-eval) ranks a caption against "
-                        "captions of other classes and will find none")
+            log.warning(
+                "every test image has the same class: R-precision (attngan-eval) ranks a caption against "
+                "captions of other classes and will find none"
+            )
     save_examples(folder, [by_key[k].captions[0] for k in test[:EXAMPLES]])
 
 
@@ -331,45 +411,74 @@ def _write_readme(path: Path, images_dir: Path, manifest: Path, settings: dict[s
         f"Written by attngan-make-dataset from the images in {images_dir} and the captions in {manifest} "
         f"({options}). Keys are the images' paths without their suffix. Rebuild it rather than edit it "
         "(--force replaces it, configs included: copy a config elsewhere before editing it). See "
-        "docs/own_data.md.\n", encoding="utf-8")
+        "docs/own_data.md.\n",
+        encoding="utf-8",
+    )
 
 
 # ---------------------------------------------------------------- CLI
 
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: write the dataset, print its check and the next commands; 2 on a bad input."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="attngan-make-dataset",
         description="Turn a folder of images and a manifest of captions into a dataset with DAMSM, AttnGAN and "
-                    "evaluation configs (docs/own_data.md).")
+        "evaluation configs (docs/own_data.md).",
+    )
     parser.add_argument("--images", required=True, help="folder of the images")
-    parser.add_argument("--captions", required=True,
-                        help="manifest: .csv with a header row, or .jsonl; fields image (relative to --images), "
-                             "caption, optionally class; one row a caption")
+    parser.add_argument(
+        "--captions",
+        required=True,
+        help="manifest: .csv with a header row, or .jsonl; fields image (relative to --images), "
+        "caption, optionally class; one row a caption",
+    )
     parser.add_argument("--out", required=True, help="dataset folder to write, e.g. data/mine")
     parser.add_argument("--test-fraction", type=float, default=0.1, help="share of the images in the test split")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="AttnGAN's largest image, 128 or 256 (default: the recipe's); smaller images are refused")
-    parser.add_argument("--captions-per-image", type=int, default=None,
-                        help="captions an image (default: the most common count); more: the first ones in file "
-                             "order; fewer: repeated in order")
-    parser.add_argument("--recipe", default="small",
-                        help="small (narrow networks, compact DAMSM: a CPU) or paper (the CUB recipe: a GPU)")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="AttnGAN's largest image, 128 or 256 (default: the recipe's); smaller images are refused",
+    )
+    parser.add_argument(
+        "--captions-per-image",
+        type=int,
+        default=None,
+        help="captions an image (default: the most common count); more: the first ones in file "
+        "order; fewer: repeated in order",
+    )
+    parser.add_argument(
+        "--recipe",
+        default="small",
+        help="small (narrow networks, compact DAMSM: a CPU) or paper (the CUB recipe: a GPU)",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing dataset in --out")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="image threads (0: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        summary = make_dataset(args.images, args.captions, args.out, test_fraction=args.test_fraction,
-                               seed=args.seed, image_size=args.image_size, captions_per_image=args.captions_per_image,
-                               recipe=args.recipe, overwrite=args.force, workers=max(args.workers, 0))
-    except (*USER_ERRORS, OSError) as err:  # OSError: --out exists, or cannot be written
+        summary = make_dataset(
+            args.images,
+            args.captions,
+            args.out,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
+            image_size=args.image_size,
+            captions_per_image=args.captions_per_image,
+            recipe=args.recipe,
+            overwrite=args.force,
+            workers=max(args.workers, 0),
+        )
+    except USER_ERRORS as err:  # OSError: --out exists, or cannot be written
         return report(err)
     print(summary["check"])
-    print(f"wrote {summary['images']} images ({summary['train']} train, {summary['test']} test), "
-          f"{summary['captions_per_image']} captions each, {summary['classes'] or 'no'} classes, "
-          f"{summary['words']} words to {summary['out_dir']}; configs {', '.join(summary['configs'])}")
+    print(
+        f"wrote {summary['images']} images ({summary['train']} train, {summary['test']} test), "
+        f"{summary['captions_per_image']} captions each, {summary['classes'] or 'no'} classes, "
+        f"{summary['words']} words to {summary['out_dir']}; configs {', '.join(summary['configs'])}"
+    )
     print("next:\n  " + "\n  ".join(summary["next"]))
     return 0
 

@@ -4,6 +4,7 @@ with the fields ``image`` (a path relative to the folder), ``caption`` and optio
 ``class``. Read into one ``Entry`` an image, its captions in file order; every bad row is a
 ``DatasetError`` naming the file and line.
 """
+
 from __future__ import annotations
 
 import csv
@@ -51,17 +52,21 @@ class Entry:
 
 # ---------------------------------------------------------------- reading the manifest
 
+
 def read_manifest(path: Path) -> list[Row]:
     """The rows of a CSV (.csv) or JSON Lines (.jsonl, .ndjson) manifest, in file order."""
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):
-        raise DatasetError(f"{path}: unknown manifest format {suffix or '(no suffix)'!r}; expected a .csv file "
-                           "with a header row or a .jsonl file (one JSON object a line)")
+        raise DatasetError(
+            f"{path}: unknown manifest format {suffix or '(no suffix)'!r}; expected a .csv file "
+            "with a header row or a .jsonl file (one JSON object a line)"
+        )
     try:
         text = path.read_bytes().decode("utf-8-sig")  # -sig: a spreadsheet's byte-order mark
     except UnicodeDecodeError as err:
-        raise DatasetError(f"{path}: cannot read manifest: not UTF-8 (byte {err.object[err.start]:#04x} at offset "
-                           f"{err.start})") from err
+        raise DatasetError(
+            f"{path}: cannot read manifest: not UTF-8 (byte {err.object[err.start]:#04x} at offset {err.start})"
+        ) from err
     except OSError as err:
         raise DatasetError(f"{path}: cannot read manifest: {err.strerror or err}") from err
     rows = list(_csv_rows(path, text) if suffix == ".csv" else _jsonl_rows(path, text))
@@ -74,8 +79,10 @@ def _known_fields(names: Sequence[str], where: str, what: str) -> None:
     """Every name a known field, none twice; ``what``: 'column' or 'field'."""
     for name in names:
         if name not in FIELDS:
-            raise DatasetError(f"{where}: unknown {what} {name!r}; expected {', '.join(REQUIRED)} and optionally class"
-                               + (", comma-separated" if what == "column" else ""))
+            raise DatasetError(
+                f"{where}: unknown {what} {name!r}; expected {', '.join(REQUIRED)} and optionally class"
+                + (", comma-separated" if what == "column" else "")
+            )
     twice = [name for name, count in Counter(names).items() if count > 1]
     if twice:
         raise DatasetError(f"{where}: {what} {twice[0]!r} appears twice")
@@ -97,8 +104,10 @@ def _csv_rows(path: Path, text: str) -> Iterator[Row]:
                 continue  # a blank line
             where = f"{path} line {reader.line_num}"
             if len(values) > len(names):
-                raise DatasetError(f"{where}: {len(values)} fields, but the header names {len(names)} "
-                                   f"({', '.join(names)}); quote a caption that holds a comma")
+                raise DatasetError(
+                    f"{where}: {len(values)} fields, but the header names {len(names)} "
+                    f"({', '.join(names)}); quote a caption that holds a comma"
+                )
             record = dict(zip(names, values))
             yield _row(record, reader.line_num, where)
     except csv.Error as err:
@@ -112,7 +121,7 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[Row]:
             if name == "class" and isinstance(value, int) and not isinstance(value, bool):
                 record[name] = str(value)
             elif not isinstance(value, str):
-                raise DatasetError(f"{where}: \"{name}\" must be a string, got {value!r}")
+                raise DatasetError(f'{where}: "{name}" must be a string, got {value!r}')
         yield _row(record, number, where)
 
 
@@ -127,8 +136,10 @@ def _row(record: dict[str, str], line: int, where: str) -> Row:
     if not caption:
         raise DatasetError(f"{where}: empty caption for {image}")
     if not tokenize(caption):
-        raise DatasetError(f"{where}: caption {caption!r} of {image} has no ASCII word (the tokenizer keeps "
-                           "ASCII letters and digits only), so it would load empty")
+        raise DatasetError(
+            f"{where}: caption {caption!r} of {image} has no ASCII word (the tokenizer keeps "
+            "ASCII letters and digits only), so it would load empty"
+        )
     label = record.get("class", "").strip()
     if "class" in record and not label:
         raise DatasetError(f"{where}: empty class for {image} (with a class column every row needs one)")
@@ -136,6 +147,7 @@ def _row(record: dict[str, str], line: int, where: str) -> Row:
 
 
 # ---------------------------------------------------------------- images and their captions
+
 
 def group_rows(rows: list[Row], images_dir: Path, manifest: Path) -> list[Entry]:
     """One entry an image, in order of first mention; checks paths, names and classes."""
@@ -149,19 +161,24 @@ def group_rows(rows: list[Row], images_dir: Path, manifest: Path) -> list[Entry]
         if entry is None:
             other = entries.get(folded.get(key.casefold(), ""))
             if other is not None:
-                raise DatasetError(f"{where}: duplicate name: {relative} and {_relative(other, images_dir)} (line "
-                                   f"{other.line}) would both be stored as images/{key}.jpg; rename one")
+                raise DatasetError(
+                    f"{where}: duplicate name: {relative} and {_relative(other, images_dir)} (line "
+                    f"{other.line}) would both be stored as images/{key}.jpg; rename one"
+                )
             source = images_dir / relative
             if not source.is_file():
                 raise DatasetError(f"{where}: image not found: {source}")
             entry = entries[key] = Entry(key, source, row.line, row.label)
             folded[key.casefold()] = key
         elif entry.source != images_dir / relative:
-            raise DatasetError(f"{where}: duplicate name: {relative} and {_relative(entry, images_dir)} (line "
-                               f"{entry.line}) would both be stored as images/{key}.jpg; rename one")
+            raise DatasetError(
+                f"{where}: duplicate name: {relative} and {_relative(entry, images_dir)} (line "
+                f"{entry.line}) would both be stored as images/{key}.jpg; rename one"
+            )
         if row.label != entry.label:
-            raise DatasetError(f"{where}: class {row.label!r} for {relative}, but line {entry.line} gave "
-                               f"{entry.label!r}")
+            raise DatasetError(
+                f"{where}: class {row.label!r} for {relative}, but line {entry.line} gave {entry.label!r}"
+            )
         entry.captions.append(row.caption)
     return list(entries.values())
 
@@ -189,10 +206,22 @@ def fit_captions(entries: list[Entry], captions_per_image: int | None) -> tuple[
     more = [e for e in entries if len(e.captions) > n]
     fewer = [e for e in entries if len(e.captions) < n]
     if more:
-        log.warning("%d images have more than %d captions: each keeps its first %d in file order (e.g. %s: %d)",
-                    len(more), n, n, more[0].key, len(more[0].captions))
+        log.warning(
+            "%d images have more than %d captions: each keeps its first %d in file order (e.g. %s: %d)",
+            len(more),
+            n,
+            n,
+            more[0].key,
+            len(more[0].captions),
+        )
     if fewer:
-        log.warning("%d images have fewer than %d captions: each repeats its own in order to make %d (e.g. %s: %d)",
-                    len(fewer), n, n, fewer[0].key, len(fewer[0].captions))
+        log.warning(
+            "%d images have fewer than %d captions: each repeats its own in order to make %d (e.g. %s: %d)",
+            len(fewer),
+            n,
+            n,
+            fewer[0].key,
+            len(fewer[0].captions),
+        )
     fitted = [replace(e, captions=[e.captions[i % len(e.captions)] for i in range(n)]) for e in entries]
     return fitted, n

@@ -10,6 +10,7 @@ ASCII strings of the authors' pickles exactly as the default ("ASCII") does, dec
 UTF-8 byte string correctly, and fails loudly on anything else, where "latin1" would
 silently garble UTF-8 bytes. Python-3 pickles are unaffected by the choice.
 """
+
 from __future__ import annotations
 
 import builtins

@@ -9,7 +9,6 @@ and ``objects.json`` (every object's box and naming words, to score attention ma
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -21,8 +20,16 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from attngan.data.writing import (check_out_dir, make_layout, save_captions, save_examples, save_image,
-                                   save_split, write_into_place)
+from attngan.data.writing import (
+    check_out_dir,
+    make_layout,
+    save_captions,
+    save_examples,
+    save_image,
+    save_split,
+    write_into_place,
+)
+from attngan.errors import USER_ERRORS, CommandParser, report
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +60,15 @@ LOCATIONS: dict[tuple[int, int], tuple[str, ...]] = {
     (2, 2): ("at the bottom right", "in the lower right corner", "in the bottom right corner"),
 }
 SHORT_LOCATIONS: dict[tuple[int, int], str] = {
-    (0, 0): "top left", (0, 1): "top", (0, 2): "top right",
-    (1, 0): "left", (1, 1): "center", (1, 2): "right",
-    (2, 0): "bottom left", (2, 1): "bottom", (2, 2): "bottom right",
+    (0, 0): "top left",
+    (0, 1): "top",
+    (0, 2): "top right",
+    (1, 0): "left",
+    (1, 1): "center",
+    (1, 2): "right",
+    (2, 0): "bottom left",
+    (2, 1): "bottom",
+    (2, 2): "bottom right",
 }
 
 # Fields: {m} main object ("a small red circle"), {bare} "red circle", {loc} location
@@ -92,10 +105,19 @@ CAPTIONS_MENTIONING_ALL = 3  # captions per image that name every object, when s
 
 # What may sit in a dataset folder that --force replaces: the files written here and
 # captions.pickle, which the loader builds from text/ on first use.
-DATASET_ENTRIES = frozenset({
-    "images", "text", "train", "test", "objects.json", "example_filenames.txt",
-    "example_captions.txt", "README.txt", "captions.pickle",
-})
+DATASET_ENTRIES = frozenset(
+    {
+        "images",
+        "text",
+        "train",
+        "test",
+        "objects.json",
+        "example_filenames.txt",
+        "example_captions.txt",
+        "README.txt",
+        "captions.pickle",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -126,8 +148,9 @@ def class_id(shape: str, color: str) -> int:
     return SHAPES.index(shape) * len(COLORS) + list(COLORS).index(color) + 1
 
 
-def _sample_scene(rng: np.random.Generator, max_objects: int, colors: list[str],
-                  main: tuple[str, str] | None = None) -> Scene:
+def _sample_scene(
+    rng: np.random.Generator, max_objects: int, colors: list[str], main: tuple[str, str] | None = None
+) -> Scene:
     """Random scene in the palette ``colors``; ``main`` forces the (shape, colour) of the
     main object.
 
@@ -143,20 +166,19 @@ def _sample_scene(rng: np.random.Generator, max_objects: int, colors: list[str],
     pairs = [main]
     sizes = [main_size]
     while len(pairs) < num:
-        pair = (SHAPES[int(rng.integers(len(SHAPES)))],
-                str(rng.choice([c for c in colors if c != background])))
+        pair = (SHAPES[int(rng.integers(len(SHAPES)))], str(rng.choice([c for c in colors if c != background])))
         if pair not in pairs:
             pairs.append(pair)
             sizes.append(SIZES[int(rng.integers(SIZES.index(main_size) + 1))])
     objects = tuple(
-        ShapeObject(shape, color, size, divmod(int(cell), 3))
-        for (shape, color), size, cell in zip(pairs, sizes, cells)
+        ShapeObject(shape, color, size, divmod(int(cell), 3)) for (shape, color), size, cell in zip(pairs, sizes, cells)
     )
     return Scene(background, objects)
 
 
-def _shape_box(obj: ShapeObject, image_size: int, rng: np.random.Generator,
-               object_scale: float = 1.0) -> tuple[int, int, int, int]:
+def _shape_box(
+    obj: ShapeObject, image_size: int, rng: np.random.Generator, object_scale: float = 1.0
+) -> tuple[int, int, int, int]:
     """Box (x, y, w, h) of the object: a square inside its grid cell, 1 px margin; with
     ``object_scale`` > 1, a square of that many times the side, centred near the cell's
     centre (jitter of 1/16 of the image) and kept inside the image."""
@@ -168,16 +190,21 @@ def _shape_box(obj: ShapeObject, image_size: int, rng: np.random.Generator,
         side = min(side, image_size)
         jitter = image_size // 16
         x, y = ((lo + hi) / 2 - side / 2 + int(rng.integers(-jitter, jitter + 1)) for lo, hi in ((x0, x1), (y0, y1)))
-        return (int(min(max(round(x), 0), image_size - side)), int(min(max(round(y), 0), image_size - side)),
-                side, side)
+        return (
+            int(min(max(round(x), 0), image_size - side)),
+            int(min(max(round(y), 0), image_size - side)),
+            side,
+            side,
+        )
     side = min(side, x1 - x0 - 2, y1 - y0 - 2)
     x = x0 + 1 + int(rng.integers(x1 - x0 - 2 - side + 1))
     y = y0 + 1 + int(rng.integers(y1 - y0 - 2 - side + 1))
     return x, y, side, side
 
 
-def draw_object(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int],
-                 fill: tuple[int, int, int]) -> None:
+def draw_object(
+    draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], fill: tuple[int, int, int]
+) -> None:
     """Draw a filled shape covering exactly the pixels of ``box``."""
     x, y, w, h = box
     right, bottom = x + w - 1, y + h - 1
@@ -194,8 +221,9 @@ def draw_object(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int,
         raise ValueError(f"unknown shape {shape!r}")
 
 
-def _render(scene: Scene, image_size: int, rng: np.random.Generator,
-            object_scale: float = 1.0) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+def _render(
+    scene: Scene, image_size: int, rng: np.random.Generator, object_scale: float = 1.0
+) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
     """Draw the scene; returns the RGB image and the box of every object."""
     image = Image.new("RGB", (image_size, image_size), COLORS[scene.background])
     draw = ImageDraw.Draw(image)
@@ -235,8 +263,7 @@ def _word_count(caption: str) -> int:
     return len(caption.replace(",", " ").split())
 
 
-def _caption(scene: Scene, mention_all: bool, taken: set[str],
-             rng: np.random.Generator) -> str:
+def _caption(scene: Scene, mention_all: bool, taken: set[str], rng: np.random.Generator) -> str:
     """One caption within the word limits, new among ``taken`` when possible."""
     templates = MULTI_TEMPLATES if mention_all else SINGLE_TEMPLATES
     fallback = None
@@ -272,23 +299,33 @@ def _write_readme(path: Path, args: dict[str, Any]) -> None:
         "of the original AttnGAN (images/, text/, train/ and test/ filenames.pickle) "
         "plus class_info.pickle (class of the main object, shape x colour, from 1) and "
         "objects.json (box and naming words of every object). Regenerate it rather "
-        "than editing it.\n", encoding="ascii")
+        "than editing it.\n",
+        encoding="ascii",
+    )
 
 
 def _write_examples(out_dir: Path, max_objects: int, colors: list[str], rng: np.random.Generator) -> None:
     """example_captions.txt: one caption for each colour, shapes in turn, then again with
     the shapes shifted by one, until there are at least MIN_EXAMPLES (distinct pairs)."""
-    pairs = [(SHAPES[(i + shift) % len(SHAPES)], color)
-             for shift in range(len(SHAPES)) for i, color in enumerate(colors)]
+    pairs = [
+        (SHAPES[(i + shift) % len(SHAPES)], color) for shift in range(len(SHAPES)) for i, color in enumerate(colors)
+    ]
     lines = []
-    for main in pairs[:max(len(colors), MIN_EXAMPLES)]:
+    for main in pairs[: max(len(colors), MIN_EXAMPLES)]:
         scene = _sample_scene(rng, max_objects, colors, main=main)
         lines.append(_caption(scene, len(scene.objects) > 1, set(), rng))
     save_examples(out_dir, lines)
 
 
-def _validate(num_images: int, image_size: int, test_fraction: float,
-              captions_per_image: int, max_objects: int, object_scale: float, colors: list[str]) -> None:
+def _validate(
+    num_images: int,
+    image_size: int,
+    test_fraction: float,
+    captions_per_image: int,
+    max_objects: int,
+    object_scale: float,
+    colors: list[str],
+) -> None:
     if num_images < 2:
         raise ValueError(f"num_images must be >= 2, got {num_images}")
     if image_size < 16:
@@ -305,15 +342,24 @@ def _validate(num_images: int, image_size: int, test_fraction: float,
     if unknown:
         raise ValueError(f"colors: unknown colour(s) {', '.join(map(repr, unknown))}; known: {', '.join(COLORS)}")
     if len(set(colors)) != len(colors) or len(colors) < 2:
-        raise ValueError(f"colors must name at least two distinct colours (the background differs from "
-                         f"the main object's), got {colors}")
+        raise ValueError(
+            f"colors must name at least two distinct colours (the background differs from "
+            f"the main object's), got {colors}"
+        )
 
 
-def make_shapes_dataset(out_dir: str | Path, num_images: int = 1200, image_size: int = 64,
-                        seed: int = 0, test_fraction: float = 1 / 6,
-                        captions_per_image: int = 10, max_objects: int = 3,
-                        object_scale: float = 1.0, colors: Sequence[str] | None = None,
-                        overwrite: bool = False) -> dict[str, Any]:
+def make_shapes_dataset(
+    out_dir: str | Path,
+    num_images: int = 1200,
+    image_size: int = 64,
+    seed: int = 0,
+    test_fraction: float = 1 / 6,
+    captions_per_image: int = 10,
+    max_objects: int = 3,
+    object_scale: float = 1.0,
+    colors: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Write the shapes dataset to ``out_dir``; the same arguments give identical files.
 
     ``object_scale`` > 1 draws larger objects, centred on their grid cells (they may
@@ -331,9 +377,16 @@ def make_shapes_dataset(out_dir: str | Path, num_images: int = 1200, image_size:
     _validate(num_images, image_size, test_fraction, captions_per_image, max_objects, object_scale, colors)
     out_dir = Path(out_dir)
     check_out_dir(out_dir, overwrite, DATASET_ENTRIES)
-    args = dict(seed=seed, num_images=num_images, image_size=image_size,
-                test_fraction=test_fraction, captions_per_image=captions_per_image,
-                max_objects=max_objects, object_scale=object_scale, colors=colors)
+    args = dict(
+        seed=seed,
+        num_images=num_images,
+        image_size=image_size,
+        test_fraction=test_fraction,
+        captions_per_image=captions_per_image,
+        max_objects=max_objects,
+        object_scale=object_scale,
+        colors=colors,
+    )
 
     def write(folder: Path) -> dict[str, Any]:
         summary = _write_dataset(folder, **args)
@@ -346,9 +399,17 @@ def make_shapes_dataset(out_dir: str | Path, num_images: int = 1200, image_size:
     return summary
 
 
-def _write_dataset(out_dir: Path, seed: int, num_images: int, image_size: int,
-                   test_fraction: float, captions_per_image: int,
-                   max_objects: int, object_scale: float, colors: list[str]) -> dict[str, Any]:
+def _write_dataset(
+    out_dir: Path,
+    seed: int,
+    num_images: int,
+    image_size: int,
+    test_fraction: float,
+    captions_per_image: int,
+    max_objects: int,
+    object_scale: float,
+    colors: list[str],
+) -> dict[str, Any]:
     """Write every file but README.txt into the existing empty folder ``out_dir``."""
     rng = np.random.default_rng(seed)
     make_layout(out_dir)
@@ -367,54 +428,92 @@ def _write_dataset(out_dir: Path, seed: int, num_images: int, image_size: int,
         vocabulary.update(w for c in captions for w in c.replace(",", " ").split())
         main = scene.objects[0]
         classes[key] = class_id(main.shape, main.color)
-        records[key] = {"background": scene.background, "objects": [
-            {"shape": o.shape, "color": o.color, "size": o.size, "box": list(box),
-             "words": o.words} for o, box in zip(scene.objects, boxes)]}
-    for split, split_keys in (("train", [k for k in keys if k not in test_keys]),
-                              ("test", [k for k in keys if k in test_keys])):
+        records[key] = {
+            "background": scene.background,
+            "objects": [
+                {"shape": o.shape, "color": o.color, "size": o.size, "box": list(box), "words": o.words}
+                for o, box in zip(scene.objects, boxes)
+            ],
+        }
+    for split, split_keys in (
+        ("train", [k for k in keys if k not in test_keys]),
+        ("test", [k for k in keys if k in test_keys]),
+    ):
         save_split(out_dir, split, split_keys, [classes[k] for k in split_keys])
-    settings = dict(seed=seed, num_images=num_images, image_size=image_size, test_fraction=test_fraction,
-                    captions_per_image=captions_per_image, max_objects=max_objects, object_scale=object_scale,
-                    colors=colors)
-    side = {"settings": settings, "image_size": image_size, "colors": {k: list(COLORS[k]) for k in colors},
-            "shapes": list(SHAPES), "images": records}
+    settings = dict(
+        seed=seed,
+        num_images=num_images,
+        image_size=image_size,
+        test_fraction=test_fraction,
+        captions_per_image=captions_per_image,
+        max_objects=max_objects,
+        object_scale=object_scale,
+        colors=colors,
+    )
+    side = {
+        "settings": settings,
+        "image_size": image_size,
+        "colors": {k: list(COLORS[k]) for k in colors},
+        "shapes": list(SHAPES),
+        "images": records,
+    }
     (out_dir / "objects.json").write_text(json.dumps(side) + "\n", encoding="ascii")
     _write_examples(out_dir, max_objects, colors, rng)
-    return {"num_images": num_images, "num_train": num_images - num_test,
-            "num_test": num_test, "image_size": image_size,
-            "num_classes": len(set(classes.values())), "vocab_size": len(vocabulary)}
+    return {
+        "num_images": num_images,
+        "num_train": num_images - num_test,
+        "num_test": num_test,
+        "image_size": image_size,
+        "num_classes": len(set(classes.values())),
+        "vocab_size": len(vocabulary),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: generate the shapes dataset and print a one-line summary."""
-    parser = argparse.ArgumentParser(
-        prog="attngan-make-shapes",
-        description="Generate the deterministic synthetic captioned shapes dataset.")
+    parser = CommandParser(
+        prog="attngan-make-shapes", description="Generate the deterministic synthetic captioned shapes dataset."
+    )
     parser.add_argument("--out", default="data/shapes", help="output folder")
     parser.add_argument("--num-images", type=int, default=1200)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-fraction", type=float, default=1 / 6)
     parser.add_argument("--max-objects", type=int, default=3)
-    parser.add_argument("--object-scale", type=float, default=1.0,
-                        help="object size multiplier; above 1, objects centred on their grid cell")
-    parser.add_argument("--colors", type=lambda text: text.split(","), default=None,
-                        help=f"comma-separated palette, a subset of {','.join(COLORS)} (default: all)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace an existing dataset in --out")
+    parser.add_argument(
+        "--object-scale",
+        type=float,
+        default=1.0,
+        help="object size multiplier; above 1, objects centred on their grid cell",
+    )
+    parser.add_argument(
+        "--colors",
+        type=lambda text: text.split(","),
+        default=None,
+        help=f"comma-separated palette, a subset of {','.join(COLORS)} (default: all)",
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing dataset in --out")
     args = parser.parse_args(argv)
     try:
         summary = make_shapes_dataset(
-            args.out, num_images=args.num_images, image_size=args.image_size,
-            seed=args.seed, test_fraction=args.test_fraction,
-            max_objects=args.max_objects, object_scale=args.object_scale, colors=args.colors,
-            overwrite=args.force)
-    except (FileExistsError, ValueError) as err:
-        parser.exit(2, f"attngan-make-shapes: error: {err}\n")
-    print(f"wrote {summary['num_images']} images ({summary['num_train']} train, "
-          f"{summary['num_test']} test) of {summary['image_size']}x{summary['image_size']} "
-          f"px, {summary['num_classes']} classes, {summary['vocab_size']} words "
-          f"to {summary['out_dir']}")
+            args.out,
+            num_images=args.num_images,
+            image_size=args.image_size,
+            seed=args.seed,
+            test_fraction=args.test_fraction,
+            max_objects=args.max_objects,
+            object_scale=args.object_scale,
+            colors=args.colors,
+            overwrite=args.force,
+        )
+    except USER_ERRORS as err:  # a bad option, --out exists, or cannot be written
+        return report(err)
+    print(
+        f"wrote {summary['num_images']} images ({summary['num_train']} train, "
+        f"{summary['num_test']} test) of {summary['image_size']}x{summary['image_size']} "
+        f"px, {summary['num_classes']} classes, {summary['vocab_size']} words "
+        f"to {summary['out_dir']}"
+    )
     return 0
 
 

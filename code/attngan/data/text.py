@@ -3,6 +3,7 @@
 ``captions.pickle`` = ``[train_captions, test_captions, ixtoword, wordtoix]`` (protocol 2):
 captions are lists of word ids, id 0 is '<end>' (padding) and never inside a caption.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,8 +56,7 @@ def _read_captions(path: Path, captions_per_image: int) -> list[list[str]]:
     return captions
 
 
-def load_captions(data_dir: str | Path, filenames: list[str],
-                  captions_per_image: int) -> list[list[str]]:
+def load_captions(data_dir: str | Path, filenames: list[str], captions_per_image: int) -> list[list[str]]:
     """Tokenised captions of ``data_dir/text/<key>.txt``: ``captions_per_image`` per key, in order.
 
     Returns ``len(filenames) * captions_per_image`` token lists. An image with fewer
@@ -75,8 +75,9 @@ def load_captions(data_dir: str | Path, filenames: list[str],
     return all_captions
 
 
-def build_vocabulary(train_captions: list[list[str]], test_captions: list[list[str]]
-                     ) -> tuple[list[list[int]], list[list[int]], dict[int, str], dict[str, int]]:
+def build_vocabulary(
+    train_captions: list[list[str]], test_captions: list[list[str]]
+) -> tuple[list[list[int]], list[list[int]], dict[int, str], dict[str, int]]:
     """Word ids for every word of train + test: ``(train_ids, test_ids, ixtoword, wordtoix)``.
 
     Index 0 is '<end>'; words get 1, 2, ... in order of first occurrence. The original
@@ -119,15 +120,31 @@ def _load_filenames(data_dir: Path) -> tuple[list[str], list[str]]:
             "and DATA_DIR/test/filenames.pickle (lists of image keys), see data/README.md"
         )
     # A missing split is an empty list, as the original.
-    train, test = (list(load_pickle(p)) if p.is_file() else [] for p in paths)
+    train, test = (_keys(p) if p.is_file() else [] for p in paths)
     log.info("filenames: %d train, %d test (%s)", len(train), len(test), data_dir)
     return train, test
 
 
-def _check_pickle(x: object, path: Path, names: tuple[list[str], list[str]],
-                  captions_per_image: int) -> None:
+def _keys(path: Path) -> list[str]:
+    keys = load_pickle(path)
+    if not isinstance(keys, (list, tuple)) or not all(isinstance(k, str) for k in keys):
+        raise ValueError(
+            f"{path}: expected a list of image keys (strings), got {type(keys).__name__}"
+            + (" with other items" if isinstance(keys, (list, tuple)) else "")
+        )
+    return list(keys)
+
+
+def _check_pickle(x: object, path: Path, names: tuple[list[str], list[str]], captions_per_image: int) -> None:
+    layout = "[train_captions, test_captions, ixtoword, wordtoix] (two lists of word-id lists, two dicts)"
     if not isinstance(x, (list, tuple)) or len(x) != 4:
-        raise ValueError(f"{path}: expected [train_captions, test_captions, ixtoword, wordtoix]")
+        raise ValueError(f"{path}: expected {layout}")
+    if not (
+        all(isinstance(c, (list, tuple)) for c in x[:2])
+        and all(isinstance(d, dict) for d in x[2:])
+        and all(isinstance(ids, (list, tuple)) for split in x[:2] for ids in split)
+    ):
+        raise ValueError(f"{path}: expected {layout}, got other types; delete it to rebuild it from text/")
     for split, captions, keys in zip(("train", "test"), x[:2], names):
         if keys and len(captions) != len(keys) * captions_per_image:
             raise ValueError(
@@ -153,7 +170,8 @@ def load_text_data(data_dir: str | Path, captions_per_image: int) -> TextData:
     else:
         train_ids, test_ids, ixtoword, wordtoix = build_vocabulary(
             load_captions(data_dir, train_names, captions_per_image),
-            load_captions(data_dir, test_names, captions_per_image))
+            load_captions(data_dir, test_names, captions_per_image),
+        )
         save_pickle([train_ids, test_ids, ixtoword, wordtoix], path)
         log.info("built %s (%d words)", path, len(ixtoword))
     return TextData(train_names, test_names, train_ids, test_ids, ixtoword, wordtoix)
@@ -172,9 +190,9 @@ def encode_caption(text: str, wordtoix: dict[str, int]) -> tuple[list[int], list
     return ids, oov
 
 
-def pad_or_sample(ids: list[int] | np.ndarray, words_num: int,
-                  rng: np.random.Generator | np.random.RandomState | None = None
-                  ) -> tuple[np.ndarray, int]:
+def pad_or_sample(
+    ids: list[int] | np.ndarray, words_num: int, rng: np.random.Generator | np.random.RandomState | None = None
+) -> tuple[np.ndarray, int]:
     """The original ``get_caption``: ids as int64 ``[words_num]`` and the length ``min(len, words_num)``.
 
     Shorter captions are padded with 0; longer ones keep ``words_num`` positions chosen at

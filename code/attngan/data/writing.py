@@ -7,6 +7,7 @@ A dataset is written into the sibling folder ``.<name>.partial`` and renamed int
 the end (``write_into_place``), so a failure leaves nothing half-written and an earlier
 dataset untouched.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -34,13 +35,13 @@ def check_out_dir(out_dir: Path, overwrite: bool, own_entries: Collection[str]) 
         return
     if not overwrite:
         raise FileExistsError(
-            f"{out_dir} exists and is not empty; pass --force to replace it "
-            "(overwrite=True from Python)")
+            f"{out_dir} exists and is not empty; pass --force to replace it (overwrite=True from Python)"
+        )
     foreign = sorted(entries - set(own_entries))
     if foreign:
         raise FileExistsError(
-            f"refusing to replace {out_dir}: it holds files this tool does not write: "
-            + ", ".join(foreign[:5]))
+            f"refusing to replace {out_dir}: it holds files this tool does not write: " + ", ".join(foreign[:5])
+        )
 
 
 def write_into_place(out_dir: Path, write: Callable[[Path], T]) -> T:

@@ -1,4 +1,4 @@
-"""``attngan-eval``: the paper's metrics in one command, and ``evaluate()`` for the training loop.
+"""``evaluate()``: the paper's metrics, for ``attngan-eval`` (cli.eval_main) and the training loop.
 
 Images come either from a generator (the paper's protocol: every test image with each of
 its captions in turn, cycled until EVAL.NUM_SAMPLES images, noise from EVAL.SEED) or from
@@ -17,9 +17,10 @@ generator directly.
 
 Modules: captions (the protocol's images), folder (captions.jsonl folders), networks,
 scoring (the stream through the metrics), report (report.md, figures, scalars), run
-(``evaluate`` and the command).
+(``evaluate``), periodic (the evaluation during training).
 """
-from .report import scalars
-from .run import evaluate, main, parse_metrics
 
-__all__ = ["evaluate", "main", "parse_metrics", "scalars"]
+from .report import scalars
+from .run import evaluate, parse_metrics
+
+__all__ = ["evaluate", "parse_metrics", "scalars"]

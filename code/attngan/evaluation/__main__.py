@@ -1,5 +1,7 @@
+"""``python -m attngan.evaluation`` (what ``torchrun ... -m attngan.evaluation`` runs): attngan-eval."""
+
 import sys
 
-from .run import main
+from ..cli import eval_main
 
-sys.exit(main())
+sys.exit(eval_main())

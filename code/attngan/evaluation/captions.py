@@ -1,5 +1,6 @@
 """The images the protocol scores: every test caption in turn, cycled, each through the
 generator with noise drawn per batch; and the ``Batch`` every image source yields."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -70,8 +71,10 @@ def load_eval_captions(dataset: TextDataset, seed: int) -> EvalCaptions:
         fixed, length = pad_or_sample(ids, dataset.words_num, rng)
         if length == 0:
             key = dataset.filenames[row // cpi]
-            raise ValueError(f"{dataset.data_dir}/text/{key}.txt: caption {row % cpi + 1} has no word; "
-                             "R-precision needs every test caption")
+            raise ValueError(
+                f"{dataset.data_dir}/text/{key}.txt: caption {row % cpi + 1} has no word; "
+                "R-precision needs every test caption"
+            )
         texts.append(" ".join(dataset.ixtoword[int(i)] for i in fixed[:length]))
     classes = np.repeat(np.asarray(dataset.class_id), cpi)
     keys = [dataset.filenames[row // cpi] for row in range(len(texts))]
@@ -84,26 +87,48 @@ def sample_rows(start: int, stop: int, num_captions: int) -> np.ndarray:
     return np.arange(start, stop) % num_captions
 
 
-def encode(texts: list[str], text_encoder: nn.Module, wordtoix: dict[str, int], device: torch.device,
-           source: str, line_numbers: list[int] | None = None):
+def encode(
+    texts: list[str],
+    text_encoder: nn.Module,
+    wordtoix: dict[str, int],
+    device: torch.device,
+    source: str,
+    line_numbers: list[int] | None = None,
+):
     """(CaptionBatch sorted by length, words_embs, sentence vectors, mask), all sorted."""
     batch = encode_captions(texts, wordtoix, source, line_numbers)
     words_embs, sent_emb, mask = text_features(text_encoder, batch.captions.to(device), batch.cap_lens)
     return batch, words_embs, sent_emb, mask
 
 
-def _generate(net_g: nn.Module, text_encoder: nn.Module, captions: EvalCaptions, wordtoix: dict[str, int],
-              cfg: EasyDict, device: torch.device, start: int, stop: int) -> Batch:
+def _generate(
+    net_g: nn.Module,
+    text_encoder: nn.Module,
+    captions: EvalCaptions,
+    wordtoix: dict[str, int],
+    cfg: EasyDict,
+    device: torch.device,
+    start: int,
+    stop: int,
+) -> Batch:
     rows = sample_rows(start, stop, len(captions))
     texts = [captions.texts[r] for r in rows]
     encoded, words_embs, sent_emb, mask = encode(texts, text_encoder, wordtoix, device, "test captions")
     z = draw_noise(len(rows), cfg, device)
-    fake_imgs, attention, _, _ = net_g(z[torch.as_tensor(encoded.sorted_indices, device=device)], sent_emb,
-                                       words_embs, mask)
+    fake_imgs, attention, _, _ = net_g(
+        z[torch.as_tensor(encoded.sorted_indices, device=device)], sent_emb, words_embs, mask
+    )
     back = torch.as_tensor(inverse(encoded.sorted_indices), device=device)
-    return Batch(start, quantise(fake_imgs[-1])[back], sent_emb[back], captions.classes[rows], texts,
-                 [encoded.words[j] for j in back.tolist()], [img[back] for img in fake_imgs],
-                 [maps[back] for maps in attention])
+    return Batch(
+        start,
+        quantise(fake_imgs[-1])[back],
+        sent_emb[back],
+        captions.classes[rows],
+        texts,
+        [encoded.words[j] for j in back.tolist()],
+        [img[back] for img in fake_imgs],
+        [maps[back] for maps in attention],
+    )
 
 
 def _skip(cfg: EasyDict, device: torch.device, n: int) -> None:
@@ -116,14 +141,30 @@ def _skip(cfg: EasyDict, device: torch.device, n: int) -> None:
 def _moved(batch: Batch, device: torch.device | str, details: bool = True) -> Batch:
     """``batch`` on ``device``; every stage's images and the attention maps only with
     ``details`` (what is sent to rank 0 keeps them for the showcase's samples only)."""
-    return Batch(batch.start, batch.images.to(device), batch.sentences.to(device), batch.classes, batch.texts,
-                 batch.words, [s.to(device) for s in batch.stages] if details else [],
-                 [a.to(device) for a in batch.attention] if details else [])
+    return Batch(
+        batch.start,
+        batch.images.to(device),
+        batch.sentences.to(device),
+        batch.classes,
+        batch.texts,
+        batch.words,
+        [s.to(device) for s in batch.stages] if details else [],
+        [a.to(device) for a in batch.attention] if details else [],
+    )
 
 
-def generated_batches(net_g: nn.Module, text_encoder: nn.Module, captions: EvalCaptions, wordtoix: dict[str, int],
-                      cfg: EasyDict, device: torch.device, num_samples: int, batch_size: int,
-                      world: World = SINGLE, details=lambda start, stop: True) -> Iterator[Batch]:
+def generated_batches(
+    net_g: nn.Module,
+    text_encoder: nn.Module,
+    captions: EvalCaptions,
+    wordtoix: dict[str, int],
+    cfg: EasyDict,
+    device: torch.device,
+    num_samples: int,
+    batch_size: int,
+    world: World = SINGLE,
+    details=lambda start, stop: True,
+) -> Iterator[Batch]:
     """The paper's protocol: sample i is drawn from test caption ``i mod len(captions)``
     with z ~ N(0,1) drawn per batch in sample order; images of G's last stage.
 
@@ -134,7 +175,7 @@ def generated_batches(net_g: nn.Module, text_encoder: nn.Module, captions: EvalC
     starts = range(0, num_samples, batch_size)
     for first in range(0, len(starts), world.size):
         mine = None
-        for k, start in enumerate(starts[first:first + world.size]):
+        for k, start in enumerate(starts[first : first + world.size]):
             stop = min(start + batch_size, num_samples)
             if k == world.rank:
                 mine = _generate(net_g, text_encoder, captions, wordtoix, cfg, device, start, stop)

@@ -1,5 +1,6 @@
 """A folder of images with its ``captions.jsonl`` manifest: read back and scored
 (``--image_dir``), or written while generating (``--save_images``)."""
+
 from __future__ import annotations
 
 import io
@@ -43,12 +44,17 @@ def read_manifest(image_dir: str | Path) -> list[ManifestEntry]:
         raise FileNotFoundError(f"image folder not found: {image_dir}")
     manifest = image_dir / MANIFEST
     if not manifest.is_file():
-        raise FileNotFoundError(f"{manifest} not found: a folder of images to score needs a manifest, one JSON "
-                                'object a line: {"file": "0001.png", "caption": "...", "class_id": 3} '
-                                "(class_id optional), see docs/evaluation.md")
-    entries = [_manifest_entry(image_dir, where, number, record)
-               for number, where, record in json_objects(manifest.read_text(encoding="utf-8"), manifest,
-                                                         '"file" and "caption"')]
+        raise FileNotFoundError(
+            f"{manifest} not found: a folder of images to score needs a manifest, one JSON "
+            'object a line: {"file": "0001.png", "caption": "...", "class_id": 3} '
+            "(class_id optional), see docs/evaluation.md"
+        )
+    entries = [
+        _manifest_entry(image_dir, where, number, record)
+        for number, where, record in json_objects(
+            manifest.read_text(encoding="utf-8"), manifest, '"file" and "caption"'
+        )
+    ]
     if not entries:
         raise ValueError(f"{manifest} lists no image")
     return entries
@@ -57,10 +63,10 @@ def read_manifest(image_dir: str | Path) -> list[ManifestEntry]:
 def _manifest_entry(image_dir: Path, where: str, number: int, record: dict) -> ManifestEntry:
     for key in ("file", "caption"):
         if not isinstance(record.get(key), str):
-            raise ValueError(f"{where}: \"{key}\" must be a string, got {record.get(key)!r}")
+            raise ValueError(f'{where}: "{key}" must be a string, got {record.get(key)!r}')
     class_id = record.get("class_id", -1)
     if not isinstance(class_id, int) or isinstance(class_id, bool):
-        raise ValueError(f"{where}: \"class_id\" must be an integer, got {class_id!r}")
+        raise ValueError(f'{where}: "class_id" must be an integer, got {class_id!r}')
     path = image_dir / record["file"]
     if not path.is_file():
         raise FileNotFoundError(f"{where}: image not found: {path}")
@@ -75,13 +81,19 @@ def _read_image(entry: ManifestEntry, manifest: Path) -> np.ndarray:
         raise ValueError(f"{manifest} line {entry.line}: cannot read image {entry.path}: {err}") from err
 
 
-def folder_batches(entries: list[ManifestEntry], manifest: Path, text_encoder: nn.Module, wordtoix: dict[str, int],
-                   device: torch.device, batch_size: int) -> Iterator[Batch]:
+def folder_batches(
+    entries: list[ManifestEntry],
+    manifest: Path,
+    text_encoder: nn.Module,
+    wordtoix: dict[str, int],
+    device: torch.device,
+    batch_size: int,
+) -> Iterator[Batch]:
     """The listed images in manifest order, with their captions' sentence vectors. All
     images must have the size of the first one (batches are stacked)."""
     size = None
     for start in range(0, len(entries), batch_size):
-        chunk = entries[start:start + batch_size]
+        chunk = entries[start : start + batch_size]
         texts = [e.caption for e in chunk]
         encoded, _, sent_emb, _ = encode(texts, text_encoder, wordtoix, device, str(manifest), [e.line for e in chunk])
         pixels = []
@@ -89,13 +101,21 @@ def folder_batches(entries: list[ManifestEntry], manifest: Path, text_encoder: n
             image = _read_image(entry, manifest)
             size = size or image.shape
             if image.shape != size:
-                raise ValueError(f"{manifest} line {entry.line}: {entry.path} is {image.shape[1]}x{image.shape[0]} "
-                                 f"but the first image is {size[1]}x{size[0]}; every image must have the same size")
+                raise ValueError(
+                    f"{manifest} line {entry.line}: {entry.path} is {image.shape[1]}x{image.shape[0]} "
+                    f"but the first image is {size[1]}x{size[0]}; every image must have the same size"
+                )
             pixels.append(image)
         images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous().to(device)
         back = inverse(encoded.sorted_indices)
-        yield Batch(start, images, sent_emb[torch.as_tensor(back, device=device)],
-                    np.array([e.class_id for e in chunk]), texts, [encoded.words[j] for j in back])
+        yield Batch(
+            start,
+            images,
+            sent_emb[torch.as_tensor(back, device=device)],
+            np.array([e.class_id for e in chunk]),
+            texts,
+            [encoded.words[j] for j in back],
+        )
 
 
 class ImageSaver:

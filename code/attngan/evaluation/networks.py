@@ -1,5 +1,6 @@
 """The networks a run scores with: those a training loop hands over, the others loaded
 from TRAIN.NET_G and TRAIN.NET_E (and the DAMSM image encoder beside it)."""
+
 from __future__ import annotations
 
 import copy
@@ -22,9 +23,11 @@ log = logging.getLogger(__name__)
 def load_text_encoder(cfg: EasyDict, n_words: int, device: torch.device) -> nn.Module:
     """The DAMSM text encoder of TRAIN.NET_E alone (scoring a folder needs no generator)."""
     if not cfg.TRAIN.NET_E:
-        raise ConfigError("TRAIN.NET_E is empty: set it to a DAMSM text encoder (text_encoder<N>.pth, the image "
-                          "encoder image_encoder<N>.pth beside it), e.g. --set TRAIN.NET_E=DAMSMencoders/bird/"
-                          "text_encoder200.pth")
+        raise ConfigError(
+            "TRAIN.NET_E is empty: set it to a DAMSM text encoder (text_encoder<N>.pth, the image "
+            "encoder image_encoder<N>.pth beside it), e.g. --set TRAIN.NET_E=DAMSMencoders/bird/"
+            "text_encoder200.pth"
+        )
     encoder = load_weights(build_text_encoder(cfg, n_words), cfg.TRAIN.NET_E)
     return encoder.to(device).eval()
 
@@ -50,12 +53,22 @@ class Networks:
     given: dict[str, bool]
 
 
-def load_networks(cfg: EasyDict, n_words: int, device: torch.device, metrics: set[str], generate: bool,
-                  net_g: nn.Module | None, text_encoder: nn.Module | None,
-                  image_encoder: nn.Module | None) -> Networks:
+def load_networks(
+    cfg: EasyDict,
+    n_words: int,
+    device: torch.device,
+    metrics: set[str],
+    generate: bool,
+    net_g: nn.Module | None,
+    text_encoder: nn.Module | None,
+    image_encoder: nn.Module | None,
+) -> Networks:
     """The networks given, the others loaded from TRAIN.NET_G / TRAIN.NET_E."""
-    given = {"generator": net_g is not None, "text_encoder": text_encoder is not None,
-             "image_encoder": image_encoder is not None}
+    given = {
+        "generator": net_g is not None,
+        "text_encoder": text_encoder is not None,
+        "image_encoder": image_encoder is not None,
+    }
     if generate and (net_g is None or text_encoder is None):
         loaded_g, loaded_e = load_models(cfg, n_words, device)
         net_g = loaded_g if net_g is None else net_g

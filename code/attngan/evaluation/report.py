@@ -1,5 +1,6 @@
 """What a run shows: samples.png and the attention figures (picked while the images
 stream), report.md from metrics.json's content, and the headline scalars for TensorBoard."""
+
 from __future__ import annotations
 
 import textwrap
@@ -9,9 +10,9 @@ from typing import Any, Iterable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..files import write_atomic
 from ..visualize import stage_attention_figure
 from .captions import Batch
-from ..files import write_atomic
 from .folder import png_bytes
 
 GRID_SIZE = 16  # images in samples.png
@@ -44,10 +45,12 @@ class Showcase:
         """Every attention stage of sample j over the image it belongs to (the next
         stage's image, or G_DCGAN's only one), as sampling does."""
         n = len(batch.words[j])
-        images = [(batch.stages[k + 1] if len(batch.stages) > 1 else batch.stages[0])[j]
-                  for k in range(len(batch.attention))]
-        return stage_attention_figure(images, batch.words[j], [maps[j, :n] for maps in batch.attention],
-                                      title=batch.texts[j])
+        images = [
+            (batch.stages[k + 1] if len(batch.stages) > 1 else batch.stages[0])[j] for k in range(len(batch.attention))
+        ]
+        return stage_attention_figure(
+            images, batch.words[j], [maps[j, :n] for maps in batch.attention], title=batch.texts[j]
+        )
 
     def write(self, out_dir: Path) -> dict[str, Any]:
         files: dict[str, Any] = {}
@@ -64,8 +67,9 @@ class Showcase:
         return files
 
 
-def caption_grid(images: Iterable[np.ndarray], captions: Iterable[str], columns: int = 4, tile: int = TILE,
-                 lines: int = 4) -> np.ndarray:
+def caption_grid(
+    images: Iterable[np.ndarray], captions: Iterable[str], columns: int = 4, tile: int = TILE, lines: int = 4
+) -> np.ndarray:
     """Images [H,W,3] uint8 shown at ``tile`` px with their caption wrapped below:
     -> [rows * (tile + caption strip), columns * tile, 3] uint8."""
     images, captions = list(images), list(captions)
@@ -95,23 +99,37 @@ def report_markdown(summary: dict[str, Any]) -> str:
     chance beside them, the settings and links to the figures."""
     m, s, files = summary["metrics"], summary["settings"], summary["files"]
     fid = f"{m['fid']:.2f}" if "fid" in m else "–"
-    source = (f"{s['num_samples']} images of {s['image_dir']}" if s["source"] == "image_dir" else
-              f"{s['num_samples']} images generated from the test captions of {s['data_dir']} "
-              f"(every caption in turn, cycled; seed {s['seed']})")
-    lines = [f"# Evaluation: {summary['model']}", "",
-             f"{source}, {s['image_size']}x{s['image_size']} px, on {s['device']}, "
-             f"in {summary['seconds']['total']:.0f} s.", "",
-             "| Model | IS | R-precision (%) | FID |", "|---|---|---|---|",
-             f"| {summary['model']} | {_mean_std(m.get('inception_score'))} | "
-             f"{_mean_std(m.get('r_precision'), 100)} | {fid} |", ""]
+    source = (
+        f"{s['num_samples']} images of {s['image_dir']}"
+        if s["source"] == "image_dir"
+        else f"{s['num_samples']} images generated from the test captions of {s['data_dir']} "
+        f"(every caption in turn, cycled; seed {s['seed']})"
+    )
+    lines = [
+        f"# Evaluation: {summary['model']}",
+        "",
+        f"{source}, {s['image_size']}x{s['image_size']} px, on {s['device']}, in {summary['seconds']['total']:.0f} s.",
+        "",
+        "| Model | IS | R-precision (%) | FID |",
+        "|---|---|---|---|",
+        f"| {summary['model']} | {_mean_std(m.get('inception_score'))} | "
+        f"{_mean_std(m.get('r_precision'), 100)} | {fid} |",
+        "",
+    ]
     if "r_precision" in m:
         rp = m["r_precision"]
-        lines += [f"R-precision: the true caption ranked first among {rp['candidates']} (itself and "
-                  f"{s['r_mismatched']} {s['mismatched_from']}) by the cosine of the DAMSM image and sentence "
-                  f"vectors; chance {100 * rp['chance']:.0f} %; mean ± std over {s['splits']} splits.", ""]
+        lines += [
+            f"R-precision: the true caption ranked first among {rp['candidates']} (itself and "
+            f"{s['r_mismatched']} {s['mismatched_from']}) by the cosine of the DAMSM image and sentence "
+            f"vectors; chance {100 * rp['chance']:.0f} %; mean ± std over {s['splits']} splits.",
+            "",
+        ]
     if "inception_score" in m or "fid" in m:
-        lines += [f"IS over {s['splits']} splits; FID against the real test images at the same resolution "
-                  f"(Inception weights: {s['inception_weights']}).", ""]
+        lines += [
+            f"IS over {s['splits']} splits; FID against the real test images at the same resolution "
+            f"(Inception weights: {s['inception_weights']}).",
+            "",
+        ]
     if "localisation" in m:
         lines += _localisation_table(m["localisation"])
     if "object_match" in m:
@@ -122,9 +140,14 @@ def report_markdown(summary: dict[str, Any]) -> str:
 
 
 def _localisation_table(loc: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["## Attention localisation", "",
-             "Share of the caption words naming an object whose attention peaks inside the object's box.", "",
-             "| Attention | Hit rate (%) | Chance (%) | Words |", "|---|---|---|---|"]
+    lines = [
+        "## Attention localisation",
+        "",
+        "Share of the caption words naming an object whose attention peaks inside the object's box.",
+        "",
+        "| Attention | Hit rate (%) | Chance (%) | Words |",
+        "|---|---|---|---|",
+    ]
     for key, values in loc.items():
         name = "DAMSM word–region attention" if key == "damsm" else f"Generator, stage {key[-1]} word attention"
         lines.append(f"| {name} | {_percent(values['hit_rate'])} | {_percent(values['chance'])} | {values['words']} |")
@@ -132,13 +155,19 @@ def _localisation_table(loc: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _object_match_table(match: dict[str, Any]) -> list[str]:
-    return ["## Object match", "",
-            f"Share of the {match['objects']} objects named by the captions that the images draw in the named colour, "
-            "and in the named colour and shape (metrics/object_match.py); chance: the same images checked against "
-            "another test image's caption.", "",
-            "| Drawn right | Share (%) | Chance (%) |", "|---|---|---|",
-            f"| Colour | {_percent(match['colour'])} | {_percent(match['chance_colour'])} |",
-            f"| Colour and shape | {_percent(match['shape'])} | {_percent(match['chance_shape'])} |", ""]
+    return [
+        "## Object match",
+        "",
+        f"Share of the {match['objects']} objects named by the captions that the images draw in the named colour, "
+        "and in the named colour and shape (metrics/object_match.py); chance: the same images checked against "
+        "another test image's caption.",
+        "",
+        "| Drawn right | Share (%) | Chance (%) |",
+        "|---|---|---|",
+        f"| Colour | {_percent(match['colour'])} | {_percent(match['chance_colour'])} |",
+        f"| Colour and shape | {_percent(match['shape'])} | {_percent(match['chance_shape'])} |",
+        "",
+    ]
 
 
 def _figure_links(files: dict[str, Any]) -> list[str]:
@@ -149,8 +178,11 @@ def _figure_links(files: dict[str, Any]) -> list[str]:
         lines += ["## Attention", ""] + [f"![attention {n}]({name})" for n, name in enumerate(files["attention"])]
         lines.append("")
     if "images" in files:
-        lines += [f"Every scored image, with its caption: [{files['images']}]({files['images']}) "
-                  "(score it again with `--image_dir`).", ""]
+        lines += [
+            f"Every scored image, with its caption: [{files['images']}]({files['images']}) "
+            "(score it again with `--image_dir`).",
+            "",
+        ]
     return lines
 
 
@@ -161,8 +193,12 @@ def scalars(summary: dict[str, Any]) -> dict[str, float]:
     if "r_precision" in m:
         out.update({"eval/r_precision": m["r_precision"]["mean"], "eval/r_precision_std": m["r_precision"]["std"]})
     if "inception_score" in m:
-        out.update({"eval/inception_score": m["inception_score"]["mean"],
-                    "eval/inception_score_std": m["inception_score"]["std"]})
+        out.update(
+            {
+                "eval/inception_score": m["inception_score"]["mean"],
+                "eval/inception_score_std": m["inception_score"]["std"],
+            }
+        )
     if "fid" in m:
         out["eval/fid"] = m["fid"]
     for key, values in m.get("localisation", {}).items():

@@ -1,6 +1,7 @@
 """``evaluate()``, for the command and for the training loop, and the ``attngan-eval``
 command: checks the request, picks the image source, streams it through the metrics and
 writes metrics.json and report.md."""
+
 from __future__ import annotations
 
 import datetime
@@ -15,18 +16,17 @@ import torch
 import torch.nn as nn
 from easydict import EasyDict
 
-from ..cli import USER_ERRORS, base_parser, report, setup
 from ..data.datasets import build_dataset
-from ..distributed import SINGLE, World, broadcast, current, shutdown
-from ..runtime import eval_mode, forked_rng
-from ..training.damsm import image_encoder_path
-from .captions import generated_batches, load_eval_captions
+from ..distributed import SINGLE, World, broadcast
 from ..files import write_atomic
 from ..metrics.localisation import load_objects
 from ..metrics.object_match import ObjectJudge, ObjectTally
+from ..runtime import eval_mode, forked_rng
+from ..training.damsm import image_encoder_path
+from .captions import generated_batches, load_eval_captions
 from .folder import MANIFEST, folder_batches, read_manifest
 from .networks import load_networks
-from .report import Showcase, report_markdown, scalars
+from .report import Showcase, report_markdown
 from .scoring import image_quality, scores, stream_batches
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,23 @@ def parse_metrics(text: str | Iterable[str]) -> set[str]:
     return set(names)
 
 
-def evaluate(cfg: EasyDict, device: torch.device, metrics: Iterable[str], out_dir: str | Path, *,
-             net_g: nn.Module | None = None, text_encoder: nn.Module | None = None,
-             image_encoder: nn.Module | None = None, num_samples: int | None = None, batch_size: int | None = None,
-             seed: int | None = None, image_dir: str | Path | None = None, save_images: bool = False,
-             feature_extractor: nn.Module | None = None, world: World = SINGLE) -> dict[str, Any]:
+def evaluate(
+    cfg: EasyDict,
+    device: torch.device,
+    metrics: Iterable[str],
+    out_dir: str | Path,
+    *,
+    net_g: nn.Module | None = None,
+    text_encoder: nn.Module | None = None,
+    image_encoder: nn.Module | None = None,
+    num_samples: int | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    image_dir: str | Path | None = None,
+    save_images: bool = False,
+    feature_extractor: nn.Module | None = None,
+    world: World = SINGLE,
+) -> dict[str, Any]:
     """Score a generator (or, with ``image_dir`` / EVAL.IMAGE_DIR, a folder of images with
     its ``captions.jsonl``) on ``metrics`` (names in METRICS); writes ``metrics.json``,
     ``report.md``, ``samples.png`` and attention figures (and, with ``save_images``,
@@ -76,15 +88,19 @@ def evaluate(cfg: EasyDict, device: torch.device, metrics: Iterable[str], out_di
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     if image_dir is not None and metrics & {"loc", "obj"}:
-        raise ValueError("'loc' and 'obj' score the generator's attention and images against the test images' "
-                         "objects: they need TRAIN.NET_G, not an image folder")
+        raise ValueError(
+            "'loc' and 'obj' score the generator's attention and images against the test images' "
+            "objects: they need TRAIN.NET_G, not an image folder"
+        )
     if image_dir is not None and save_images:
         raise ValueError("save_images keeps generated images; the images of an image folder are on disk already")
     entries = read_manifest(image_dir) if image_dir is not None else None
     num_samples = len(entries) if entries is not None else num_samples
     if metrics & {"rp", "is"} and num_samples < cfg.EVAL.SPLITS:
-        raise ValueError(f"{num_samples} images for {cfg.EVAL.SPLITS} splits (EVAL.SPLITS): R-precision and the "
-                         "Inception score need at least one image a split")
+        raise ValueError(
+            f"{num_samples} images for {cfg.EVAL.SPLITS} splits (EVAL.SPLITS): R-precision and the "
+            "Inception score need at least one image a split"
+        )
     with forked_rng(device), torch.no_grad():
         dataset = build_dataset(cfg, "test")
         captions = load_eval_captions(dataset, seed)
@@ -93,37 +109,76 @@ def evaluate(cfg: EasyDict, device: torch.device, metrics: Iterable[str], out_di
             if entries is None:  # this process's share of the generation, sent to rank 0
                 with eval_mode(nets.net_g, nets.text_encoder):
                     torch.manual_seed(seed)
-                    for _ in generated_batches(nets.net_g, nets.text_encoder, captions, dataset.wordtoix, cfg,
-                                               device, num_samples, batch_size, world):
+                    for _ in generated_batches(
+                        nets.net_g,
+                        nets.text_encoder,
+                        captions,
+                        dataset.wordtoix,
+                        cfg,
+                        device,
+                        num_samples,
+                        batch_size,
+                        world,
+                    ):
                         pass
             return broadcast(None, world)
         quality = image_quality(metrics, cfg, device, feature_extractor) if metrics & {"is", "fid"} else None
-        objects = (ObjectTally(ObjectJudge(load_objects(cfg.DATA_DIR)), captions.keys, captions.texts,
-                               captions.captions_per_image) if "obj" in metrics else None)
+        objects = (
+            ObjectTally(
+                ObjectJudge(load_objects(cfg.DATA_DIR)), captions.keys, captions.texts, captions.captions_per_image
+            )
+            if "obj" in metrics
+            else None
+        )
         num_captions = len(captions) if entries is None else num_samples
         with eval_mode(nets.net_g, nets.text_encoder, nets.image_encoder):
             torch.manual_seed(seed)  # z and CA_NET's noise
             if entries is not None:
-                batches = folder_batches(entries, Path(image_dir) / MANIFEST, nets.text_encoder, dataset.wordtoix,
-                                         device, batch_size)
+                batches = folder_batches(
+                    entries, Path(image_dir) / MANIFEST, nets.text_encoder, dataset.wordtoix, device, batch_size
+                )
             else:
                 figures = Showcase(num_samples, num_captions).figure_at
-                batches = generated_batches(nets.net_g, nets.text_encoder, captions, dataset.wordtoix, cfg, device,
-                                            num_samples, batch_size, world,
-                                            details=lambda start, stop: not figures.isdisjoint(range(start, stop)))
-            stream = stream_batches(batches, num_samples, num_captions, metrics, nets.image_encoder, quality,
-                                    out_dir / "images" if save_images else None, captions if entries is None else None,
-                                    objects)
-            result, timings = scores(stream, metrics, quality, nets, dataset, captions, cfg, device, batch_size,
-                                     seed, num_samples)
+                batches = generated_batches(
+                    nets.net_g,
+                    nets.text_encoder,
+                    captions,
+                    dataset.wordtoix,
+                    cfg,
+                    device,
+                    num_samples,
+                    batch_size,
+                    world,
+                    details=lambda start, stop: not figures.isdisjoint(range(start, stop)),
+                )
+            stream = stream_batches(
+                batches,
+                num_samples,
+                num_captions,
+                metrics,
+                nets.image_encoder,
+                quality,
+                out_dir / "images" if save_images else None,
+                captions if entries is None else None,
+                objects,
+            )
+            result, timings = scores(
+                stream, metrics, quality, nets, dataset, captions, cfg, device, batch_size, seed, num_samples
+            )
     files = stream.showcase.write(out_dir)
     if stream.saver is not None:
         files["images"] = str(stream.saver.close().relative_to(out_dir))
     timings["total"] = time.perf_counter() - began
     settings = _settings(cfg, metrics, device, seed, batch_size, image_dir, nets.given, num_samples, stream.size)
-    summary = _without_nan({"model": _model_name(cfg, image_dir, nets.given), "metrics": result,
-                            "settings": settings, "seconds": {k: round(v, 3) for k, v in timings.items()},
-                            "files": {"metrics": "metrics.json", "report": "report.md", **files}})
+    summary = _without_nan(
+        {
+            "model": _model_name(cfg, image_dir, nets.given),
+            "metrics": result,
+            "settings": settings,
+            "seconds": {k: round(v, 3) for k, v in timings.items()},
+            "files": {"metrics": "metrics.json", "report": "report.md", **files},
+        }
+    )
     write_atomic(out_dir / "metrics.json", (json.dumps(summary, indent=1) + "\n").encode("utf-8"))
     write_atomic(out_dir / "report.md", report_markdown(summary).encode("utf-8"))
     log.info("evaluation written to %s (metrics.json, report.md)", out_dir)
@@ -139,25 +194,40 @@ def _without_nan(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def _settings(cfg: EasyDict, metrics: set[str], device: torch.device, seed: int, batch_size: int,
-              image_dir: str | Path | None, given: dict[str, bool], num_images: int,
-              image_size: int) -> dict[str, Any]:
+def _settings(
+    cfg: EasyDict,
+    metrics: set[str],
+    device: torch.device,
+    seed: int,
+    batch_size: int,
+    image_dir: str | Path | None,
+    given: dict[str, bool],
+    num_images: int,
+    image_size: int,
+) -> dict[str, Any]:
     def checkpoint(name: str, path: str | Path) -> str | None:
         return "in memory" if given[name] else str(path)
 
     return {
-        "metrics": sorted(metrics), "source": "image_dir" if image_dir is not None else "generator",
+        "metrics": sorted(metrics),
+        "source": "image_dir" if image_dir is not None else "generator",
         "image_dir": str(image_dir) if image_dir is not None else None,
-        "num_samples": num_images, "image_size": image_size, "batch_size": batch_size, "seed": seed,
+        "num_samples": num_images,
+        "image_size": image_size,
+        "batch_size": batch_size,
+        "seed": seed,
         "splits": cfg.EVAL.SPLITS,
-        "r_mismatched": cfg.EVAL.R_MISMATCHED, "mismatched_from": "test captions of other classes",
-        "data_dir": str(cfg.DATA_DIR), "device": str(device),
+        "r_mismatched": cfg.EVAL.R_MISMATCHED,
+        "mismatched_from": "test captions of other classes",
+        "data_dir": str(cfg.DATA_DIR),
+        "device": str(device),
         "inception_weights": cfg.EVAL.INCEPTION_WEIGHTS or "library default",
         "checkpoints": {
             "generator": None if image_dir is not None else checkpoint("generator", cfg.TRAIN.NET_G),
             "text_encoder": checkpoint("text_encoder", cfg.TRAIN.NET_E),
             "image_encoder": checkpoint("image_encoder", image_encoder_path(cfg.TRAIN.NET_E))
-            if metrics & {"rp", "loc"} else None,
+            if metrics & {"rp", "loc"}
+            else None,
         },
     }
 
@@ -179,39 +249,3 @@ def default_out_dir(cfg: EasyDict, image_dir: str | Path | None) -> Path:
     while out.exists():
         out, n = base.with_name(f"{base.name}_{n}"), n + 1
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``attngan-eval``: score TRAIN.NET_G (or --image_dir) and write metrics.json, report.md
-    and figures into --output_dir (default RUN.OUTPUT_DIR/eval/<dataset>_<model>_<time>)."""
-    parser = base_parser("Score a text-to-image generator (TRAIN.NET_G) or a folder of images with R-precision, "
-                         "Inception score, FID, attention localisation and object match.", "cfg/eval_bird.yml")
-    parser.add_argument("--metrics", default=None,
-                        help=f"comma-separated, of {','.join(METRICS)} (default EVAL.METRICS)")
-    parser.add_argument("--num_samples", type=int, default=None, help="images to generate (default EVAL.NUM_SAMPLES)")
-    parser.add_argument("--batch_size", type=int, default=None, help="default EVAL.BATCH_SIZE")
-    parser.add_argument("--image_dir", default=None,
-                        help=f"score this folder's images (listed in its {MANIFEST}) instead of generating")
-    parser.add_argument("--save_images", action="store_true",
-                        help=f"keep every generated image in <output_dir>/images with a {MANIFEST}")
-    args = parser.parse_args(argv)
-    try:
-        if args.metrics is not None:
-            parse_metrics(args.metrics)  # before anything loads
-        cfg, device, _ = setup(args)
-        world = current()
-        image_dir = args.image_dir or cfg.EVAL.IMAGE_DIR or None
-        out_dir = Path(args.output_dir) if args.output_dir else default_out_dir(cfg, image_dir)
-        out_dir = Path(broadcast(str(out_dir), world))  # rank 0's time stamp
-        summary = evaluate(cfg, device, args.metrics or cfg.EVAL.METRICS, out_dir, num_samples=args.num_samples,
-                           batch_size=args.batch_size, seed=args.manualSeed, image_dir=image_dir,
-                           save_images=args.save_images, world=world)
-    except USER_ERRORS as err:
-        return report(err)
-    finally:
-        shutdown()
-    if not world.is_main:
-        return 0
-    print(json.dumps({"output_dir": str(out_dir), "report": str(out_dir / "report.md"),
-                      **{k.split("/", 1)[1]: round(v, 4) for k, v in scalars(summary).items()}}))
-    return 0

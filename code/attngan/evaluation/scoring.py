@@ -1,6 +1,7 @@
 """The metrics from streamed images: each batch goes through R-precision's DAMSM codes,
 the IS/FID accumulator, the object-match tally, the showcase and the saver, and no image
 is kept; then the scores, with FID's real images and localisation's own passes."""
+
 from __future__ import annotations
 
 import copy
@@ -38,13 +39,14 @@ def image_codes(image_encoder: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     return image_encoder(dequantise(pixels))[1].float().cpu()
 
 
-def pool_sentences(text_encoder: nn.Module, captions: EvalCaptions, wordtoix: dict[str, int],
-                   device: torch.device, batch_size: int) -> torch.Tensor:
+def pool_sentences(
+    text_encoder: nn.Module, captions: EvalCaptions, wordtoix: dict[str, int], device: torch.device, batch_size: int
+) -> torch.Tensor:
     """Sentence vectors [M,D] (CPU) of every test caption: where R-precision draws the
     mismatched captions from."""
     vectors = []
     for start in tqdm(range(0, len(captions), batch_size), desc="test captions", leave=False, disable=None):
-        texts = captions.texts[start:start + batch_size]
+        texts = captions.texts[start : start + batch_size]
         encoded, _, sent_emb, _ = encode(texts, text_encoder, wordtoix, device, "test captions")
         vectors.append(sent_emb[torch.as_tensor(inverse(encoded.sorted_indices), device=device)].float().cpu())
     return torch.cat(vectors)
@@ -68,20 +70,34 @@ def image_quality(metrics: set[str], cfg: EasyDict, device: torch.device, featur
     Inception weights fail at once."""
     from ..metrics.image_quality import ImageQuality  # torch-fidelity and torchmetrics load only for IS/FID
 
-    return ImageQuality(metrics=metrics & {"is", "fid"}, weights=cfg.EVAL.INCEPTION_WEIGHTS, device=device,
-                        splits=cfg.EVAL.SPLITS, feature_extractor=feature_extractor)
+    return ImageQuality(
+        metrics=metrics & {"is", "fid"},
+        weights=cfg.EVAL.INCEPTION_WEIGHTS,
+        device=device,
+        splits=cfg.EVAL.SPLITS,
+        feature_extractor=feature_extractor,
+    )
 
 
-def _localisation(cfg: EasyDict, net_g: nn.Module, text_encoder: nn.Module, image_encoder: nn.Module,
-                  dataset: TextDataset, device: torch.device, batch_size: int, seed: int,
-                  max_captions: int) -> dict[str, Any]:
+def _localisation(
+    cfg: EasyDict,
+    net_g: nn.Module,
+    text_encoder: nn.Module,
+    image_encoder: nn.Module,
+    dataset: TextDataset,
+    device: torch.device,
+    batch_size: int,
+    seed: int,
+    max_captions: int,
+) -> dict[str, Any]:
     """Hit rates and chance levels of the generator's attention (one entry per attention
     stage, over at most ``max_captions`` test captions) and of DAMSM's (every test caption)."""
     objects = load_objects(cfg.DATA_DIR)
     stages = generator_localisation(net_g, text_encoder, dataset, objects, device, batch_size, seed, max_captions)
     out = {f"generator_stage{k + 2}": result.as_dict() for k, result in enumerate(stages)}
-    out["damsm"] = damsm_localisation(image_encoder, text_encoder, dataset, objects, device, batch_size,
-                                      cfg.TRAIN.SMOOTH.GAMMA1, seed).as_dict()
+    out["damsm"] = damsm_localisation(
+        image_encoder, text_encoder, dataset, objects, device, batch_size, cfg.TRAIN.SMOOTH.GAMMA1, seed
+    ).as_dict()
     return out
 
 
@@ -100,15 +116,31 @@ class Stream:
     seconds: float = 0.0
 
 
-def stream_batches(batches: Iterator[Batch], total: int, num_captions: int, metrics: set[str],
-                   image_encoder: nn.Module | None, quality, save_dir: Path | None,
-                   captions: EvalCaptions | None, objects: ObjectTally | None = None) -> Stream:
+def stream_batches(
+    batches: Iterator[Batch],
+    total: int,
+    num_captions: int,
+    metrics: set[str],
+    image_encoder: nn.Module | None,
+    quality,
+    save_dir: Path | None,
+    captions: EvalCaptions | None,
+    objects: ObjectTally | None = None,
+) -> Stream:
     """Every batch through the metrics, the showcase and the saver; no image is kept."""
     began = time.perf_counter()
-    stream = Stream(objects=objects, showcase=Showcase(total, num_captions),
-                     saver=ImageSaver(save_dir, captions) if save_dir is not None else None)
-    with tqdm(total=total, desc="generating" if captions is not None else "scoring", unit="img",
-              dynamic_ncols=True, disable=None) as bar:
+    stream = Stream(
+        objects=objects,
+        showcase=Showcase(total, num_captions),
+        saver=ImageSaver(save_dir, captions) if save_dir is not None else None,
+    )
+    with tqdm(
+        total=total,
+        desc="generating" if captions is not None else "scoring",
+        unit="img",
+        dynamic_ncols=True,
+        disable=None,
+    ) as bar:
         for batch in batches:
             if "rp" in metrics:
                 stream.codes.append(image_codes(image_encoder, batch.images))
@@ -117,8 +149,9 @@ def stream_batches(batches: Iterator[Batch], total: int, num_captions: int, metr
             if quality is not None:
                 quality.update_fake(batch.images)
             if objects is not None:
-                objects.add(batch.images, sample_rows(batch.start, batch.start + len(batch.texts), num_captions),
-                            batch.words)
+                objects.add(
+                    batch.images, sample_rows(batch.start, batch.start + len(batch.texts), num_captions), batch.words
+                )
             stream.showcase.add(batch)
             if stream.saver is not None:
                 stream.saver.add(batch)
@@ -128,9 +161,19 @@ def stream_batches(batches: Iterator[Batch], total: int, num_captions: int, metr
     return stream
 
 
-def scores(stream: Stream, metrics: set[str], quality, nets: Networks, dataset: TextDataset,
-           captions: EvalCaptions, cfg: EasyDict, device: torch.device, batch_size: int, seed: int,
-           num_samples: int) -> tuple[dict[str, Any], dict[str, float]]:
+def scores(
+    stream: Stream,
+    metrics: set[str],
+    quality,
+    nets: Networks,
+    dataset: TextDataset,
+    captions: EvalCaptions,
+    cfg: EasyDict,
+    device: torch.device,
+    batch_size: int,
+    seed: int,
+    num_samples: int,
+) -> tuple[dict[str, Any], dict[str, float]]:
     """The requested metrics from the stream's leftovers (and, for FID, the real images;
     for localisation, the networks), with the seconds each took."""
     result: dict[str, Any] = {}
@@ -138,10 +181,23 @@ def scores(stream: Stream, metrics: set[str], quality, nets: Networks, dataset: 
     t0 = time.perf_counter()
     if "rp" in metrics:
         pool = pool_sentences(nets.text_encoder, captions, dataset.wordtoix, device, batch_size)
-        rp = r_precision(torch.cat(stream.codes), torch.cat(stream.sentences), np.concatenate(stream.classes), pool,
-                         captions.classes, mismatched=cfg.EVAL.R_MISMATCHED, splits=cfg.EVAL.SPLITS, seed=seed)
-        result["r_precision"] = {"mean": rp.mean, "std": rp.std, "chance": rp.chance, "candidates": rp.candidates,
-                                 "images": len(rp.hits)}
+        rp = r_precision(
+            torch.cat(stream.codes),
+            torch.cat(stream.sentences),
+            np.concatenate(stream.classes),
+            pool,
+            captions.classes,
+            mismatched=cfg.EVAL.R_MISMATCHED,
+            splits=cfg.EVAL.SPLITS,
+            seed=seed,
+        )
+        result["r_precision"] = {
+            "mean": rp.mean,
+            "std": rp.std,
+            "chance": rp.chance,
+            "candidates": rp.candidates,
+            "images": len(rp.hits),
+        }
         timings["r_precision"], t0 = time.perf_counter() - t0, time.perf_counter()
     if stream.objects is not None:
         result["object_match"] = stream.objects.result().as_dict()
@@ -151,8 +207,9 @@ def scores(stream: Stream, metrics: set[str], quality, nets: Networks, dataset: 
         result.update(_quality_numbers(quality.compute()))
         timings["real_images_and_is_fid"], t0 = time.perf_counter() - t0, time.perf_counter()
     if "loc" in metrics:
-        result["localisation"] = _localisation(cfg, nets.net_g, nets.text_encoder, nets.image_encoder, dataset,
-                                               device, batch_size, seed, num_samples)
+        result["localisation"] = _localisation(
+            cfg, nets.net_g, nets.text_encoder, nets.image_encoder, dataset, device, batch_size, seed, num_samples
+        )
         timings["localisation"] = time.perf_counter() - t0
     return result, timings
 
@@ -160,8 +217,10 @@ def scores(stream: Stream, metrics: set[str], quality, nets: Networks, dataset: 
 def _quality_numbers(values: dict[str, float]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "inception_score_mean" in values:
-        out["inception_score"] = {"mean": float(values["inception_score_mean"]),
-                                  "std": float(values["inception_score_std"])}
+        out["inception_score"] = {
+            "mean": float(values["inception_score_mean"]),
+            "std": float(values["inception_score_std"]),
+        }
     if "fid" in values:
         out["fid"] = float(values["fid"])
     return out

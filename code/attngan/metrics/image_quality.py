@@ -8,6 +8,7 @@ unbiased logits to the Inception score.
 Caveat for CUB: the paper's CUB Inception score (4.36) came from StackGAN's Inception model
 fine-tuned on CUB, which this network is not; its COCO score and the later FIDs used the
 ImageNet network that is used here."""
+
 from __future__ import annotations
 
 import os
@@ -48,12 +49,16 @@ def load_inception(weights: str | os.PathLike = "", device: str | torch.device =
     if weights:
         path = Path(weights)
         if not path.is_file():
-            raise InceptionWeightsError(f"EVAL.INCEPTION_WEIGHTS = {path}: no such file; download "
-                                        f"{INCEPTION_WEIGHTS_URL} there, or set it to '' to use the library's download")
+            raise InceptionWeightsError(
+                f"EVAL.INCEPTION_WEIGHTS = {path}: no such file; download "
+                f"{INCEPTION_WEIGHTS_URL} there, or set it to '' to use the library's download"
+            )
         try:  # the library loads with weights_only=False: admit only a plain state_dict first
             torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-            raise InceptionWeightsError(f"{path} is not a state_dict of tensors like {INCEPTION_WEIGHTS_FILE}: {err}") from None
+            raise InceptionWeightsError(
+                f"{path} is not a state_dict of tensors like {INCEPTION_WEIGHTS_FILE}: {err}"
+            ) from None
         net = FeatureExtractorInceptionV3("inception-v3-compat", features, feature_extractor_weights_path=str(path))
     else:
         try:
@@ -62,14 +67,18 @@ def load_inception(weights: str | os.PathLike = "", device: str | torch.device =
             raise InceptionWeightsError(
                 f"the Inception weights for IS/FID could not be downloaded ({err}). Fetch "
                 f"{INCEPTION_WEIGHTS_URL} and put it at {library_weights_path()} (the library's cache), or "
-                f"anywhere and name it in EVAL.INCEPTION_WEIGHTS") from None
+                f"anywhere and name it in EVAL.INCEPTION_WEIGHTS"
+            ) from None
     return net.to(device)
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """FID between N(mu1, sigma1) and N(mu2, sigma2) (means [D], covariances [D,D]), by
     torch-fidelity's port of the TTUR reference (eigenvalues of sigma1 @ sigma2), in float64."""
-    as_stats = lambda mu, sigma: {"mu": np.asarray(mu, np.float64), "sigma": np.asarray(sigma, np.float64)}
+
+    def as_stats(mu, sigma):
+        return {"mu": np.asarray(mu, np.float64), "sigma": np.asarray(sigma, np.float64)}
+
     return fid_statistics_to_metric(as_stats(mu1, sigma1), as_stats(mu2, sigma2), verbose=False)[KEY_METRIC_FID]
 
 
@@ -81,7 +90,7 @@ def inception_score_from_probs(probs: torch.Tensor, splits: int = 10) -> tuple[f
     probs = probs.double()
     scores = []
     for i in range(splits):
-        part = probs[i * len(probs) // splits:(i + 1) * len(probs) // splits]
+        part = probs[i * len(probs) // splits : (i + 1) * len(probs) // splits]
         kl = torch.special.xlogy(part, part) - torch.special.xlogy(part, part.mean(dim=0, keepdim=True))
         scores.append(kl.sum(dim=1).mean().exp().item())
     return float(np.mean(scores)), float(np.std(scores))
@@ -114,14 +123,22 @@ class ImageQuality:
     or one network loaded once with ``load_inception`` for many evaluations): uint8 images
     -> (features [N,D], logits [N,K])."""
 
-    def __init__(self, metrics: Iterable[str] = ("is", "fid"), weights: str | os.PathLike = "",
-                 device: str | torch.device = "cpu", splits: int = 10, feature_extractor: nn.Module | None = None):
+    def __init__(
+        self,
+        metrics: Iterable[str] = ("is", "fid"),
+        weights: str | os.PathLike = "",
+        device: str | torch.device = "cpu",
+        splits: int = 10,
+        feature_extractor: nn.Module | None = None,
+    ):
         self.metrics = set(metrics)
         if not self.metrics or not self.metrics <= METRICS:
             raise ValueError(f"metrics must be a non-empty subset of {sorted(METRICS)}, got {sorted(self.metrics)}")
         self.device = torch.device(device)
         self.splits = splits
-        self.network = feature_extractor.to(self.device) if feature_extractor is not None else load_inception(weights, self.device)
+        self.network = (
+            feature_extractor.to(self.device) if feature_extractor is not None else load_inception(weights, self.device)
+        )
         self.logits: list[torch.Tensor] = []
         self.fid: FrechetInceptionDistance | None = None  # made at the first batch, once the feature size is known
 
@@ -177,11 +194,15 @@ class ImageQuality:
     def load_real_statistics(self, path: str | os.PathLike) -> None:
         """Use the real statistics saved by ``save_real_statistics`` instead of ``update_real``."""
         with np.load(path) as saved:
-            mu, sigma, n = (torch.as_tensor(saved[key], dtype=torch.float64, device=self.device)
-                            for key in ("mu", "sigma", "num_images"))
+            mu, sigma, n = (
+                torch.as_tensor(saved[key], dtype=torch.float64, device=self.device)
+                for key in ("mu", "sigma", "num_images")
+            )
         fid = self._fid_metric(len(mu))
         if fid.real_features_sum.shape != mu.shape:
-            raise ValueError(f"{path} holds {len(mu)}-d statistics, the network gives {len(fid.real_features_sum)}-d features")
+            raise ValueError(
+                f"{path} holds {len(mu)}-d statistics, the network gives {len(fid.real_features_sum)}-d features"
+            )
         fid.real_features_sum = mu * n
         fid.real_features_cov_sum = sigma * (n - 1) + n * torch.outer(mu, mu)
         fid.real_features_num_samples = n.long()

@@ -24,6 +24,7 @@ Rules:
 - *Chance* for a word is the fraction of the h*w cells that would be hits: the expected
   score of a peak drawn uniformly at random. Results average hits and chances over words.
 """
+
 from __future__ import annotations
 
 import json
@@ -67,9 +68,20 @@ def load_objects(data_dir: str | Path) -> dict[str, Any]:
     """The parsed ``DATA_DIR/objects.json`` (image_size, colors, shapes, images by key)."""
     path = Path(data_dir) / "objects.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: attention localisation and object match need a dataset with "
-                                "objects.json, such as the generated shapes dataset (attngan-make-shapes)")
-    return json.loads(path.read_text(encoding="utf-8"))
+        raise FileNotFoundError(
+            f"{path} not found: attention localisation and object match need a dataset with "
+            "objects.json, such as the generated shapes dataset (attngan-make-shapes)"
+        )
+    try:
+        objects = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # not UTF-8, or not JSON
+        raise ValueError(f"{path}: not readable JSON ({err}); rewrite it with attngan-make-shapes") from err
+    if not isinstance(objects, dict) or not isinstance(objects.get("images"), dict):
+        raise ValueError(
+            f'{path}: expected a JSON object with "images" (the objects of each image by key), '
+            f"as attngan-make-shapes writes it"
+        )
+    return objects
 
 
 def words_naming_objects(tokens: Sequence[str], objects: Sequence[dict[str, Any]]) -> list[Box | None]:
@@ -88,8 +100,9 @@ def peak_cells(maps: torch.Tensor) -> np.ndarray:
     return maps.detach().flatten(-2).argmax(dim=-1).cpu().numpy()
 
 
-def peak_hits(cells: np.ndarray, grid: Sequence[int], boxes: Sequence[Box | None],
-              image_size: float) -> tuple[np.ndarray, np.ndarray]:
+def peak_hits(
+    cells: np.ndarray, grid: Sequence[int], boxes: Sequence[Box | None], image_size: float
+) -> tuple[np.ndarray, np.ndarray]:
     """cells [W] (each word's peak, a flat index into its h x w ``grid``), boxes [W] (None:
     not scored), all in an ``image_size`` frame -> (hits [n] bool, chance [n] float) of the
     n words with a box."""
@@ -102,7 +115,7 @@ def peak_hits(cells: np.ndarray, grid: Sequence[int], boxes: Sequence[Box | None
         if box is None:
             continue
         x, y, bw, bh = box
-        inside = (((ys[:-1] < y + bh) & (ys[1:] > y))[:, None] & ((xs[:-1] < x + bw) & (xs[1:] > x))[None, :])
+        inside = ((ys[:-1] < y + bh) & (ys[1:] > y))[:, None] & ((xs[:-1] < x + bw) & (xs[1:] > x))[None, :]
         hits.append(bool(inside.flat[peak]))
         chance.append(float(inside.mean()))
     return np.asarray(hits, dtype=bool), np.asarray(chance, dtype=float)
@@ -126,8 +139,15 @@ class _Tally:
         self.chance: list[np.ndarray] = []
         self.kinds: list[str] = []
 
-    def add(self, cells: np.ndarray, grid: Sequence[int], tokens: list[str], boxes: list[Box | None],
-            size: int, objects: dict[str, Any]) -> None:
+    def add(
+        self,
+        cells: np.ndarray,
+        grid: Sequence[int],
+        tokens: list[str],
+        boxes: list[Box | None],
+        size: int,
+        objects: dict[str, Any],
+    ) -> None:
         hits, chance = peak_hits(cells, grid, boxes, size)
         self.hits.append(hits)
         self.chance.append(chance)
@@ -139,8 +159,9 @@ class _Tally:
 
         def summary(sel: np.ndarray) -> Localisation:
             n = int(sel.sum())
-            return Localisation(float(hits[sel].mean()) if n else float("nan"),
-                                float(chance[sel].mean()) if n else float("nan"), n)
+            return Localisation(
+                float(hits[sel].mean()) if n else float("nan"), float(chance[sel].mean()) if n else float("nan"), n
+            )
 
         overall = summary(np.ones(len(hits), dtype=bool))
         overall.by_kind = {kind: summary(kinds == kind) for kind in KINDS}
@@ -160,8 +181,9 @@ class _Captions:
     order: list[int]
 
 
-def _captions(dataset: TextDataset, objects: dict[str, Any], indices: Sequence[int],
-              rng: np.random.Generator) -> _Captions:
+def _captions(
+    dataset: TextDataset, objects: dict[str, Any], indices: Sequence[int], rng: np.random.Generator
+) -> _Captions:
     """Test captions ``indices`` (into ``dataset.captions``), words drawn from ``rng`` in
     ``indices`` order."""
     size = dataset.imsizes[-1]
@@ -184,9 +206,16 @@ def _batches(count: int, batch_size: int) -> Iterator[range]:
     return (range(start, min(start + batch_size, count)) for start in range(0, count, batch_size))
 
 
-def generator_localisation(net_g: nn.Module, text_encoder: nn.Module, dataset: TextDataset,
-                           objects: dict[str, Any], device: torch.device | str, batch_size: int, seed: int = 0,
-                           max_captions: int | None = None) -> list[Localisation]:
+def generator_localisation(
+    net_g: nn.Module,
+    text_encoder: nn.Module,
+    dataset: TextDataset,
+    objects: dict[str, Any],
+    device: torch.device | str,
+    batch_size: int,
+    seed: int = 0,
+    max_captions: int | None = None,
+) -> list[Localisation]:
     """Localisation of G's word attention, one result per attention stage (att_maps[k],
     the attention of G's stage k+2), over every test caption (or a seeded random
     ``max_captions`` of them) in seeded random batches, each with its own noise z.
@@ -211,14 +240,22 @@ def generator_localisation(net_g: nn.Module, text_encoder: nn.Module, dataset: T
             for tally, maps in zip(tallies, att_maps):
                 cells = peak_cells(maps)  # [B,T]
                 for b, n in enumerate(caps.lens.tolist()):
-                    tally.add(cells[b, :n], maps.shape[-2:], caps.tokens[b], caps.boxes[b], dataset.imsizes[-1],
-                              objects)
+                    tally.add(
+                        cells[b, :n], maps.shape[-2:], caps.tokens[b], caps.boxes[b], dataset.imsizes[-1], objects
+                    )
     return [tally.result() for tally in tallies]
 
 
-def damsm_localisation(image_encoder: nn.Module, text_encoder: nn.Module, dataset: TextDataset,
-                       objects: dict[str, Any], device: torch.device | str, batch_size: int, gamma1: float,
-                       seed: int = 0) -> Localisation:
+def damsm_localisation(
+    image_encoder: nn.Module,
+    text_encoder: nn.Module,
+    dataset: TextDataset,
+    objects: dict[str, Any],
+    device: torch.device | str,
+    batch_size: int,
+    gamma1: float,
+    seed: int = 0,
+) -> Localisation:
     """Localisation of DAMSM's word-region attention (each word's softmax over the regions,
     as ``losses.word_region_attention``, gamma1 = TRAIN.SMOOTH.GAMMA1) on the real test
     images, every test caption with its own image.
@@ -236,18 +273,24 @@ def damsm_localisation(image_encoder: nn.Module, text_encoder: nn.Module, datase
     with eval_mode(image_encoder, text_encoder), torch.no_grad():
         for batch in _batches(len(dataset.filenames), max(1, batch_size // cpi)):
             caps = _captions(dataset, objects, range(batch.start * cpi, batch.stop * cpi), rng)
-            images = torch.stack([get_imgs(dataset.image_path(dataset.filenames[i]), [size], transform=view,
-                                           normalize=dataset.normalize)[-1] for i in batch]).to(device)
+            images = torch.stack(
+                [
+                    get_imgs(
+                        dataset.image_path(dataset.filenames[i]), [size], transform=view, normalize=dataset.normalize
+                    )[-1]
+                    for i in batch
+                ]
+            ).to(device)
             regions, _ = image_encoder(images)  # [b,D,h,w]
             words_embs, _, mask = text_features(text_encoder, caps.ids.to(device), caps.lens)
             grid, lens = regions.shape[-2:], caps.lens.tolist()
             row = np.argsort(caps.order)  # the batch's caption c is sorted row row[c]
             for j in range(len(batch)):
-                own = row[j * cpi:(j + 1) * cpi]  # image j's captions
+                own = row[j * cpi : (j + 1) * cpi]  # image j's captions
                 index = torch.as_tensor(own, device=device)
                 # Padding masked: each caption's softmax over words sees its own words only.
-                _, attn = word_region_attention(regions[j:j + 1].flatten(2), words_embs[index], mask[index], gamma1)
+                _, attn = word_region_attention(regions[j : j + 1].flatten(2), words_embs[index], mask[index], gamma1)
                 cells = peak_cells(attn[0].unflatten(-1, grid))  # [cpi,T]
                 for c, r in enumerate(own):
-                    tally.add(cells[c, :lens[r]], grid, caps.tokens[r], caps.boxes[r], size, objects)
+                    tally.add(cells[c, : lens[r]], grid, caps.tokens[r], caps.boxes[r], size, objects)
     return tally.result()

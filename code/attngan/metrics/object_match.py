@@ -21,6 +21,7 @@ Rules, for each generated image, its test image's objects, and the words of its 
 
 The real test images score 100 % on both (tests/test_object_match.py).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -81,8 +82,11 @@ class ObjectJudge:
         entries = self.objects["images"][key]["objects"]
         colours = [obj["color"] for obj in entries]
         tokens = set(words)
-        return [obj for obj in entries
-                if obj["color"] in tokens and obj["shape"] in tokens and colours.count(obj["color"]) == 1]
+        return [
+            obj
+            for obj in entries
+            if obj["color"] in tokens and obj["shape"] in tokens and colours.count(obj["color"]) == 1
+        ]
 
     def check(self, pixels: np.ndarray, obj: dict[str, Any]) -> tuple[bool, bool]:
         """(colour right, shape right) of one object in a uint8 [size, size, 3] image."""
@@ -97,7 +101,7 @@ class ObjectJudge:
             return False, False
         largest = labels == areas.argmax() + 1
         ys, xs = np.nonzero(largest)
-        region = largest[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        region = largest[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
         ious = [(region & m).sum() / (region | m).sum() for m in shape_masks(self.shapes, *region.shape[::-1])]
         best = int(np.argmax(ious))
         return True, self.shapes[best] == obj["shape"] and ious[best] >= MIN_IOU
@@ -131,8 +135,13 @@ class ObjectTally:
     def result(self) -> ObjectMatch:
         right = np.asarray(self.right, dtype=bool).reshape(-1, 2)
         chance = np.asarray(self.chance, dtype=bool).reshape(-1, 2)
-        return ObjectMatch(colour=_share(right[:, 0]), shape=_share(right[:, 1]), objects=len(right),
-                           chance_colour=_share(chance[:, 0]), chance_shape=_share(chance[:, 1]))
+        return ObjectMatch(
+            colour=_share(right[:, 0]),
+            shape=_share(right[:, 1]),
+            objects=len(right),
+            chance_colour=_share(chance[:, 0]),
+            chance_shape=_share(chance[:, 1]),
+        )
 
 
 def _share(flags: np.ndarray) -> float:

@@ -4,6 +4,7 @@ vector and those of ``mismatched`` captions of images of other classes, ranked b
 of the DAMSM global image and sentence vectors; a hit when the true caption ranks first.
 The hits are shuffled and split into ``splits`` groups; the result is the mean and standard
 deviation of the group means."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ class RPrecision:
         return 1.0 / self.candidates
 
 
-def draw_mismatched(image_classes: np.ndarray, pool_classes: np.ndarray, count: int,
-                    rng: np.random.Generator) -> np.ndarray:
+def draw_mismatched(
+    image_classes: np.ndarray, pool_classes: np.ndarray, count: int, rng: np.random.Generator
+) -> np.ndarray:
     """For each image, ``count`` indices into the caption pool whose class differs from the
     image's, drawn uniformly with replacement (as DM-GAN's random draws): [N, count]."""
     out = np.empty((len(image_classes), count), dtype=np.int64)
@@ -39,8 +41,17 @@ def draw_mismatched(image_classes: np.ndarray, pool_classes: np.ndarray, count: 
     return out
 
 
-def r_precision(image_codes: torch.Tensor, true_sentences: torch.Tensor, image_classes, pool_sentences: torch.Tensor,
-                pool_classes, mismatched: int = 99, splits: int = 10, seed: int = 0, chunk: int = 100) -> RPrecision:
+def r_precision(
+    image_codes: torch.Tensor,
+    true_sentences: torch.Tensor,
+    image_classes,
+    pool_sentences: torch.Tensor,
+    pool_classes,
+    mismatched: int = 99,
+    splits: int = 10,
+    seed: int = 0,
+    chunk: int = 100,
+) -> RPrecision:
     """image_codes [N,D] (DAMSM cnn_code of each generated image), true_sentences [N,D] (its
     caption's sentence vector), pool_sentences [M,D] with pool_classes [M] (where mismatched
     captions are drawn from) -> R-precision. Deterministic given ``seed``; an exact tie

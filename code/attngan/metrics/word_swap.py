@@ -12,6 +12,7 @@ The sentence vector is what conditions the generator and the discriminators, and
 sentence-level DAMSM loss is what pulls the generator towards the caption: a probe near
 chance says the generator gets no signal about that kind of word.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -41,8 +42,9 @@ class SwapAccuracy:
     captions: int
 
 
-def swap_variants(tokens: Sequence[str], image_objects: Sequence[dict[str, Any]], kind: str,
-                  candidates: Sequence[str]) -> tuple[list[list[str]], int] | None:
+def swap_variants(
+    tokens: Sequence[str], image_objects: Sequence[dict[str, Any]], kind: str, candidates: Sequence[str]
+) -> tuple[list[list[str]], int] | None:
     """Copies of ``tokens`` with the last word naming the main (first) of ``image_objects``
     by its ``kind`` ("shape" or "color") replaced by each of ``candidates``, and the index
     of the true one; None when no token names that object alone or the true word is not a
@@ -56,12 +58,19 @@ def swap_variants(tokens: Sequence[str], image_objects: Sequence[dict[str, Any]]
     if not positions:
         return None
     at = positions[-1]
-    return [[*tokens[:at], word, *tokens[at + 1:]] for word in candidates], list(candidates).index(true)
+    return [[*tokens[:at], word, *tokens[at + 1 :]] for word in candidates], list(candidates).index(true)
 
 
-def word_swap_accuracy(image_encoder: nn.Module, text_encoder: nn.Module, dataset: TextDataset,
-                       objects: dict[str, Any], device: torch.device | str, batch_size: int = 32,
-                       max_images: int | None = None, seed: int = 0) -> dict[str, SwapAccuracy]:
+def word_swap_accuracy(
+    image_encoder: nn.Module,
+    text_encoder: nn.Module,
+    dataset: TextDataset,
+    objects: dict[str, Any],
+    device: torch.device | str,
+    batch_size: int = 32,
+    max_images: int | None = None,
+    seed: int = 0,
+) -> dict[str, SwapAccuracy]:
     """{"shape": ..., "colour": ...} over the first ``max_images`` test images (all by
     default) of ``dataset``, each with its first caption and its main (first) object.
 
@@ -81,14 +90,19 @@ def word_swap_accuracy(image_encoder: nn.Module, text_encoder: nn.Module, datase
     keys = dataset.filenames[:max_images]
     with eval_mode(image_encoder, text_encoder), torch.no_grad():
         for start in range(0, len(keys), batch_size):
-            batch = keys[start:start + batch_size]
-            images = torch.stack([get_imgs(dataset.image_path(key), [size], transform=view,
-                                           normalize=dataset.normalize)[-1] for key in batch]).to(device)
+            batch = keys[start : start + batch_size]
+            images = torch.stack(
+                [
+                    get_imgs(dataset.image_path(key), [size], transform=view, normalize=dataset.normalize)[-1]
+                    for key in batch
+                ]
+            ).to(device)
             codes = image_encoder(images)[1]
             rows, owners = [], []  # every variant of the batch; (image j, kind, true index, count)
             for j, key in enumerate(batch):
-                ids, length = pad_or_sample(dataset.captions[(start + j) * dataset.captions_per_image],
-                                            dataset.words_num, rng)
+                ids, length = pad_or_sample(
+                    dataset.captions[(start + j) * dataset.captions_per_image], dataset.words_num, rng
+                )
                 tokens = [dataset.ixtoword[int(i)] for i in ids[:length]]
                 for name, field in probed.items():
                     probe = swap_variants(tokens, objects["images"][key]["objects"], field, candidates[name])
@@ -102,9 +116,10 @@ def word_swap_accuracy(image_encoder: nn.Module, text_encoder: nn.Module, datase
             sentences = sentences[torch.as_tensor(np.argsort(encoded.sorted_indices), device=device)]
             first = 0
             for j, name, true, count in owners:
-                similarity = F.cosine_similarity(codes[j:j + 1], sentences[first:first + count])
+                similarity = F.cosine_similarity(codes[j : j + 1], sentences[first : first + count])
                 hits[name].append(int(similarity.argmax()) == true)
                 first += count
-    return {name: SwapAccuracy(float(np.mean(h)) if h else float("nan"), 1.0 / max(len(candidates[name]), 1), len(h))
-            for name, h in hits.items()}
-
+    return {
+        name: SwapAccuracy(float(np.mean(h)) if h else float("nan"), 1.0 / max(len(candidates[name]), 1), len(h))
+        for name, h in hits.items()
+    }

@@ -1,4 +1,5 @@
 """Word attention of the generator (``GlobalAttentionGeneral`` in the original)."""
+
 from __future__ import annotations
 
 import torch

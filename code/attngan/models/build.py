@@ -1,4 +1,5 @@
 """Builders: the only place where the networks read the config."""
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -34,9 +35,15 @@ def build_generator(cfg: EasyDict, initialise: bool = True) -> nn.Module:
     """G_NET, or G_DCGAN when GAN.B_DCGAN, initialised as the original (skip the
     initialisation with ``initialise=False`` when a checkpoint is loaded next)."""
     cls = G_DCGAN if cfg.GAN.B_DCGAN else G_NET
-    net = cls(gf_dim=cfg.GAN.GF_DIM, emb_dim=cfg.TEXT.EMBEDDING_DIM, condition_dim=cfg.GAN.CONDITION_DIM,
-              z_dim=cfg.GAN.Z_DIM, r_num=cfg.GAN.R_NUM, branch_num=cfg.TREE.BRANCH_NUM,
-              exact_mask=cfg.FIXES.ATTENTION_MASK)
+    net = cls(
+        gf_dim=cfg.GAN.GF_DIM,
+        emb_dim=cfg.TEXT.EMBEDDING_DIM,
+        condition_dim=cfg.GAN.CONDITION_DIM,
+        z_dim=cfg.GAN.Z_DIM,
+        r_num=cfg.GAN.R_NUM,
+        branch_num=cfg.TREE.BRANCH_NUM,
+        exact_mask=cfg.FIXES.ATTENTION_MASK,
+    )
     if initialise:
         net.apply(weights_init)
     return net

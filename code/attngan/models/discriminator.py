@@ -1,4 +1,5 @@
 """Per-stage discriminators (original names and state_dict keys)."""
+
 from __future__ import annotations
 
 import torch

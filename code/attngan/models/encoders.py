@@ -1,5 +1,6 @@
 """DAMSM text and image encoders (``RNN_ENCODER``, ``CNN_ENCODER``) and a compact image
 encoder for data without ImageNet weights."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..errors import SetupError
 from .layers import conv1x1
 
 INCEPTION_FILE = "inception_v3_google-0cc3c7bd.pth"
@@ -24,8 +26,17 @@ class RNN_ENCODER(nn.Module):
     the embedding and the RNN (without the embedding dropout, as that fork does).
     """
 
-    def __init__(self, ntoken: int, ninput: int = 300, drop_prob: float = 0.5, nhidden: int = 128,
-                 nlayers: int = 1, bidirectional: bool = True, rnn_type: str = "LSTM", text_fc: bool = False):
+    def __init__(
+        self,
+        ntoken: int,
+        ninput: int = 300,
+        drop_prob: float = 0.5,
+        nhidden: int = 128,
+        nlayers: int = 1,
+        bidirectional: bool = True,
+        rnn_type: str = "LSTM",
+        text_fc: bool = False,
+    ):
         super().__init__()
         if rnn_type not in ("LSTM", "GRU"):
             raise ValueError(f"RNN_TYPE must be 'LSTM' or 'GRU', got {rnn_type!r}")
@@ -38,8 +49,14 @@ class RNN_ENCODER(nn.Module):
         self.drop = nn.Dropout(drop_prob)
         rnn_class = nn.LSTM if rnn_type == "LSTM" else nn.GRU
         # The original passes dropout=drop_prob, which a one-layer RNN ignores anyway.
-        self.rnn = rnn_class(ninput // 2 if text_fc else ninput, self.nhidden, nlayers, batch_first=True,
-                             dropout=drop_prob if nlayers > 1 else 0.0, bidirectional=bidirectional)
+        self.rnn = rnn_class(
+            ninput // 2 if text_fc else ninput,
+            self.nhidden,
+            nlayers,
+            batch_first=True,
+            dropout=drop_prob if nlayers > 1 else 0.0,
+            bidirectional=bidirectional,
+        )
         self.encoder.weight.data.uniform_(-0.1, 0.1)
 
     def init_hidden(self, bsz: int):
@@ -71,9 +88,24 @@ def text_features(text_encoder: RNN_ENCODER, captions: torch.Tensor, cap_lens: t
     return words_embs, sent_emb, (captions == 0)[:, : words_embs.size(2)]
 
 
-_INCEPTION_LAYERS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
-                     "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
-                     "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")
+_INCEPTION_LAYERS = (
+    "Conv2d_1a_3x3",
+    "Conv2d_2a_3x3",
+    "Conv2d_2b_3x3",
+    "Conv2d_3b_1x1",
+    "Conv2d_4a_3x3",
+    "Mixed_5b",
+    "Mixed_5c",
+    "Mixed_5d",
+    "Mixed_6a",
+    "Mixed_6b",
+    "Mixed_6c",
+    "Mixed_6d",
+    "Mixed_6e",
+    "Mixed_7a",
+    "Mixed_7b",
+    "Mixed_7c",
+)
 
 
 def inception_v3_backbone(weights: str | bool | None = None) -> nn.Module:
@@ -88,7 +120,7 @@ def inception_v3_backbone(weights: str | bool | None = None) -> nn.Module:
             return inception_v3(weights=Inception_V3_Weights.IMAGENET1K_V1)
         except Exception as err:  # noqa: BLE001 - any download failure gets the same advice
             hub = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
-            raise RuntimeError(
+            raise SetupError(
                 f"could not get torchvision's ImageNet Inception-v3 weights ({err}). Offline, download "
                 f"{Inception_V3_Weights.IMAGENET1K_V1.url} elsewhere and put it at {hub}, or set "
                 "DAMSM.INCEPTION_WEIGHTS in the config to its path (or use DAMSM.IMAGE_BACKBONE: 'compact')."
@@ -153,9 +185,13 @@ class CompactImageEncoder(nn.Module):
     def __init__(self, nef: int = 256, image_size: int = 64, width: int = 64):
         super().__init__()
         self.nef, self.image_size = nef, image_size
-        self.local = nn.Sequential(_conv_bn_relu(3, width // 2, 1), _conv_bn_relu(width // 2, width, 2),
-                                   _conv_bn_relu(width, width * 2, 2), _conv_bn_relu(width * 2, width * 2, 2),
-                                   _conv_bn_relu(width * 2, width * 2, 1))
+        self.local = nn.Sequential(
+            _conv_bn_relu(3, width // 2, 1),
+            _conv_bn_relu(width // 2, width, 2),
+            _conv_bn_relu(width, width * 2, 2),
+            _conv_bn_relu(width * 2, width * 2, 2),
+            _conv_bn_relu(width * 2, width * 2, 1),
+        )
         self.glob = nn.Sequential(_conv_bn_relu(width * 2, width * 4, 2), _conv_bn_relu(width * 4, width * 4, 1))
         self.emb_features = conv1x1(width * 2, nef)
         self.emb_cnn_code = nn.Linear(width * 4, nef)

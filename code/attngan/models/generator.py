@@ -3,6 +3,7 @@
 Names, structure and state_dict keys follow the original ``model.py`` so that the
 authors' ``netG_epoch_*.pth`` files load with strict key matching.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,8 +33,9 @@ class CA_NET(nn.Module):
         std = torch.exp(0.5 * logvar)
         return (torch.randn_like(std) if noise is None else noise) * std + mu
 
-    def forward(self, text_embedding: torch.Tensor, noise: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, text_embedding: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``noise``: eps [B,c_dim] drawn by the caller (the training step draws it for each
         row of the global batch), else drawn here."""
         mu, logvar = self.encode(text_embedding)

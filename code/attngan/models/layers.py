@@ -1,4 +1,5 @@
 """Building blocks shared by the generator and the discriminators (original names kept)."""
+
 from __future__ import annotations
 
 import torch

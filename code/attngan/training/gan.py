@@ -9,17 +9,18 @@ not averaged).
 Outputs in the original's names: ``netG_epoch_{N}.pth`` (the averaged G) and
 ``netD{i}.pth`` every SNAPSHOT_INTERVAL epochs and at the end. Besides them,
 ``training_state.pth`` holds everything needed to continue exactly (models, averaged G,
-optimisers, epoch and step, generator states); Ctrl-C or SIGTERM writes it before exiting.
+optimisers, epoch and step, generator states), written at epoch ends, every
+RUN.STATE_EVERY_STEPS steps / RUN.STATE_EVERY_MINUTES minutes (training/state.py), and on
+Ctrl-C or SIGTERM before exiting.
 With EVAL.EVERY_EPOCHS, the averaged G is scored every that many epochs (``Eval/``, and
 TensorBoard's ``eval/`` scalars).
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import re
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,23 +32,20 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 from tqdm import tqdm
 
-from ..checkpoint import atomic_save, load_weights, original_format
+from ..checkpoint import CheckpointError, atomic_save, load_weights, original_format
 from ..data.datasets import build_dataset, prepare_data
 from ..data.loader import epoch_loader
-from ..distributed import (SINGLE, Gather, World, any_process, barrier, data_parallel, local_batch, mean_across,
-                           own_rows)
-from ..evaluation import evaluate, parse_metrics, scalars
-from ..losses import KL_loss, DiscriminatorLoss, at_least_float32, generator_loss
-from ..runtime import forked_rng
-from ..metrics.image_quality import load_inception
+from ..distributed import SINGLE, Gather, World, barrier, data_parallel, local_batch, mean_across, own_rows
+from ..losses import DiscriminatorLoss, KL_loss, at_least_float32, generator_loss
 from ..models import build_discriminators, build_generator, build_image_encoder, build_text_encoder, text_features
+from ..runtime import forked_rng
 from ..speed import Autocast, adam_options, enabled, mixed_precision, pad_words, precision, prepare
 from ..visualize import attention_figure, to_uint8
 from .damsm import image_encoder_path
 from .optim import OriginalAdam
+from .state import STATE_FILE, StateSchedule, StopSignals, after_step, load_state, rng_state, save_state, set_rng_state
 
 log = logging.getLogger(__name__)
-STATE_FILE = "training_state.pth"
 
 
 def frozen(module: torch.nn.Module) -> torch.nn.Module:
@@ -59,8 +57,10 @@ def frozen(module: torch.nn.Module) -> torch.nn.Module:
 def load_damsm(cfg: EasyDict, n_words: int, device: torch.device):
     """The frozen DAMSM encoders named by TRAIN.NET_E (eval mode, no gradients)."""
     if not cfg.TRAIN.NET_E:
-        raise ValueError("AttnGAN training needs pretrained DAMSM encoders: set TRAIN.NET_E to a text_encoder<N>.pth "
-                         "(the image encoder is read from the same folder)")
+        raise ValueError(
+            "AttnGAN training needs pretrained DAMSM encoders: set TRAIN.NET_E to a text_encoder<N>.pth "
+            "(the image encoder is read from the same folder)"
+        )
     text = load_weights(build_text_encoder(cfg, n_words), cfg.TRAIN.NET_E)
     image = load_weights(build_image_encoder(cfg), image_encoder_path(cfg.TRAIN.NET_E))
     return frozen(text).to(device), frozen(image).to(device)
@@ -73,31 +73,11 @@ def generator_epoch(path: str | Path) -> int:
     return int(match.group(1))
 
 
-def _rng_state(device: torch.device) -> dict:
-    """The generators' states; on CUDA the run's device's (every process draws from its
-    own device's generator, all in the same state)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": random.getstate(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
-             "torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    random.setstate(state["python"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and device.type == "cuda":
-        cuda = state["cuda"]  # a list of every device's state in files written before torchrun support
-        torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, list) else cuda, device)
-
-
 @dataclass
 class StepInputs:
     """What one AttnGAN step consumes: the real images of every stage, the frozen text
     encoder's (detached) features of the length-sorted captions, and the noise z."""
+
     real_imgs: list[torch.Tensor]
     words_embs: torch.Tensor  # [B,nef,T]
     sent_emb: torch.Tensor  # [B,nef]
@@ -112,8 +92,10 @@ def gan_optimizers(cfg: EasyDict, net_g: torch.nn.Module, nets_d: list[torch.nn.
     """Adam for G and one for each D, as the original: -> (opt_g, opts_d)."""
     implementation = adam_options(cfg, next(net_g.parameters()).device)
     opt_g = OriginalAdam(net_g.parameters(), lr=cfg.TRAIN.GENERATOR_LR, **implementation)
-    opts_d = [OriginalAdam([p for p in d.parameters() if p.requires_grad], lr=cfg.TRAIN.DISCRIMINATOR_LR,
-                           **implementation) for d in nets_d]
+    opts_d = [
+        OriginalAdam([p for p in d.parameters() if p.requires_grad], lr=cfg.TRAIN.DISCRIMINATOR_LR, **implementation)
+        for d in nets_d
+    ]
     return opt_g, opts_d
 
 
@@ -124,9 +106,20 @@ def update_average(avg_params: list[torch.Tensor], net: torch.nn.Module, decay: 
         avg.mul_(decay).add_(p.detach(), alpha=1 - decay)
 
 
-def gan_step(net_g, nets_d, opt_g, opts_d, avg_g: list[torch.Tensor], image_encoder, inputs: StepInputs,
-             smooth: EasyDict, ema_decay: float, autocast=contextlib.nullcontext, d_losses=None,
-             gather: Gather | None = None) -> dict[str, torch.Tensor]:
+def gan_step(
+    net_g,
+    nets_d,
+    opt_g,
+    opts_d,
+    avg_g: list[torch.Tensor],
+    image_encoder,
+    inputs: StepInputs,
+    smooth: EasyDict,
+    ema_decay: float,
+    autocast=contextlib.nullcontext,
+    d_losses=None,
+    gather: Gather | None = None,
+) -> dict[str, torch.Tensor]:
     """One step of the original's recipe: G forward; each D_i updated on its loss with its
     own Adam; G updated on the adversarial terms of every stage + LAMBDA x the DAMSM word
     and sentence losses of the last stage + KL; then the moving average of G.
@@ -135,8 +128,9 @@ def gan_step(net_g, nets_d, opt_g, opts_d, avg_g: list[torch.Tensor], image_enco
     -> every loss term, detached (``D{i}/...``, ``G/...``)."""
     d_losses = d_losses or [DiscriminatorLoss(net_d) for net_d in nets_d]
     with autocast():
-        fake_imgs, _, mu, logvar = net_g(inputs.noise, inputs.sent_emb, inputs.words_embs, inputs.mask,
-                                         ca_noise=inputs.ca_noise)
+        fake_imgs, _, mu, logvar = net_g(
+            inputs.noise, inputs.sent_emb, inputs.words_embs, inputs.mask, ca_noise=inputs.ca_noise
+        )
     logs: dict[str, torch.Tensor] = {}
     for i, (d_loss, opt_d) in enumerate(zip(d_losses, opts_d)):
         d_loss.zero_grad(set_to_none=True)
@@ -147,8 +141,20 @@ def gan_step(net_g, nets_d, opt_g, opts_d, avg_g: list[torch.Tensor], image_enco
         logs.update({f"D{i}/{k}": v.detach() for k, v in terms.items()})
     net_g.zero_grad(set_to_none=True)
     with autocast():
-        terms = generator_loss(nets_d, image_encoder, fake_imgs, inputs.words_embs, inputs.sent_emb, inputs.cap_lens,
-                               inputs.class_ids, smooth.GAMMA1, smooth.GAMMA2, smooth.GAMMA3, smooth.LAMBDA, gather)
+        terms = generator_loss(
+            nets_d,
+            image_encoder,
+            fake_imgs,
+            inputs.words_embs,
+            inputs.sent_emb,
+            inputs.cap_lens,
+            inputs.class_ids,
+            smooth.GAMMA1,
+            smooth.GAMMA2,
+            smooth.GAMMA3,
+            smooth.LAMBDA,
+            gather,
+        )
     terms["kl_loss"] = KL_loss(at_least_float32(mu), at_least_float32(logvar))
     terms["errG"] = terms["errG"] + terms["kl_loss"]
     # Gradients for G's parameters only: the Ds' (which the original computed here and then
@@ -168,8 +174,13 @@ def as_floats(logs: dict[str, torch.Tensor]) -> dict[str, float]:
 class GanTrainer:
     """Holds the networks, optimisers and position of one AttnGAN run."""
 
-    def __init__(self, cfg: EasyDict, device: torch.device, out_dir: Path, seed: int, world: World = SINGLE):
+    def __init__(
+        self, cfg: EasyDict, device: torch.device, out_dir: Path, seed: int, world: World = SINGLE, evaluate=None
+    ):
+        """``evaluate``: the evaluation every EVAL.EVERY_EPOCHS epochs (evaluation.periodic:
+        (averaged G, text encoder, image encoder, folder) -> scalars), or None."""
         self.cfg, self.device, self.seed, self.world = cfg, device, seed, world
+        self.periodic_evaluation = evaluate
         self.model_dir, self.image_dir = out_dir / "Model", out_dir / "Image"
         self.dataset = build_dataset(cfg, "train")
         # batch_size: the global batch, of which this process computes local_batch rows.
@@ -178,8 +189,11 @@ class GanTrainer:
         self.text_encoder, self.image_encoder = load_damsm(cfg, self.dataset.n_words, device)
         prepare(self.image_encoder, cfg, device)
         # The step's image encoder: the same, under bf16 autocast with RUN.ENCODER_PRECISION.
-        self.encode_images = (Autocast(self.image_encoder, device)
-                              if precision(cfg, "ENCODER_PRECISION") == "bf16" else self.image_encoder)
+        self.encode_images = (
+            Autocast(self.image_encoder, device)
+            if precision(cfg, "ENCODER_PRECISION") == "bf16"
+            else self.image_encoder
+        )
         # A compiled G gets its words padded to one length (speed.prepare).
         self.words_length = cfg.TEXT.WORDS_NUM if enabled(cfg, "COMPILE", device) else None
         self.net_g = prepare(build_generator(cfg).to(device), cfg, device)
@@ -193,19 +207,19 @@ class GanTrainer:
         # BatchNorm over the global batch on CUDA (RUN.SYNC_BN).
         sync_bn = cfg.RUN.SYNC_BN and device.type == "cuda"
         if world.parallel and not sync_bn:
-            log.warning("BatchNorm statistics are each process's (%s): the step differs from one process's "
-                        "on the same global batch (README \"Many GPUs\")",
-                        "RUN.SYNC_BN False" if device.type == "cuda" else "SyncBatchNorm needs CUDA")
+            log.warning(
+                "BatchNorm statistics are each process's (%s): the step differs from one process's "
+                'on the same global batch (README "Many GPUs")',
+                "RUN.SYNC_BN False" if device.type == "cuda" else "SyncBatchNorm needs CUDA",
+            )
         self.gather = Gather(world, cfg.TEXT.WORDS_NUM) if world.parallel else None
         self.g_step = data_parallel(self.net_g, world, device, sync_bn)
         self.d_steps = [data_parallel(DiscriminatorLoss(d, self.gather), world, device, sync_bn) for d in self.nets_d]
         self.fixed_noise = torch.randn(self.batch_size, cfg.GAN.Z_DIM, device=device)
         self.autocast = mixed_precision(cfg, "PRECISION", device)
-        self.eval_metrics = parse_metrics(cfg.EVAL.METRICS) if cfg.EVAL.EVERY_EPOCHS else set()
-        if self.eval_metrics & {"is", "fid"}:
-            load_inception(cfg.EVAL.INCEPTION_WEIGHTS)  # missing weights fail now, not after an epoch
         self.monitor_batch: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.stop_requested = False
+        self.stop = StopSignals()
+        self.schedule = StateSchedule(cfg.RUN.STATE_EVERY_STEPS, cfg.RUN.STATE_EVERY_MINUTES)
         if cfg.RUN.RESUME:
             self.load_state(cfg.RUN.RESUME)
 
@@ -240,8 +254,20 @@ class GanTrainer:
         if self.words_length is not None:
             words_embs, mask = pad_words(words_embs, mask, self.words_length)
         inputs = StepInputs(imgs, words_embs, sent_emb, mask, cap_lens, class_ids, noise, ca_noise)
-        return gan_step(self.g_step, self.nets_d, self.opt_g, self.opts_d, self.avg_g, self.encode_images, inputs,
-                        self.cfg.TRAIN.SMOOTH, self.cfg.EMA.DECAY, self.autocast, self.d_steps, self.gather)
+        return gan_step(
+            self.g_step,
+            self.nets_d,
+            self.opt_g,
+            self.opts_d,
+            self.avg_g,
+            self.encode_images,
+            inputs,
+            self.cfg.TRAIN.SMOOTH,
+            self.cfg.EMA.DECAY,
+            self.autocast,
+            self.d_steps,
+            self.gather,
+        )
 
     @contextlib.contextmanager
     def averaged_generator(self):
@@ -267,29 +293,46 @@ class GanTrainer:
 
     def state_dict(self) -> dict:
         return {
-            "netG": self.net_g.state_dict(), "avg_g": self.avg_g, "netsD": [d.state_dict() for d in self.nets_d],
-            "optG": self.opt_g.state_dict(), "optsD": [o.state_dict() for o in self.opts_d],
-            "epoch": self.epoch, "step": self.step, "gen_iterations": self.gen_iterations, "seed": self.seed,
-            "fixed_noise": self.fixed_noise, "monitor_batch": self.monitor_batch, "rng": _rng_state(self.device),
+            "kind": "AttnGAN",
+            "netG": self.net_g.state_dict(),
+            "avg_g": self.avg_g,
+            "netsD": [d.state_dict() for d in self.nets_d],
+            "optG": self.opt_g.state_dict(),
+            "optsD": [o.state_dict() for o in self.opts_d],
+            "epoch": self.epoch,
+            "step": self.step,
+            "gen_iterations": self.gen_iterations,
+            "seed": self.seed,
+            "fixed_noise": self.fixed_noise,
+            "monitor_batch": self.monitor_batch,
+            "rng": rng_state(self.device),
         }
 
     def save_state(self) -> Path:
-        path = self.model_dir / STATE_FILE
-        atomic_save(self.state_dict(), path)
-        return path
+        self.schedule.written()
+        return save_state(self.state_dict(), self.model_dir / STATE_FILE)
 
     def load_state(self, path: str | Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        self.net_g.load_state_dict(state["netG"])
-        for net, sd in zip(self.nets_d, state["netsD"], strict=True):
-            net.load_state_dict(sd)
+        state, path = load_state(path, self.device)
+        if state.get("kind", "AttnGAN") != "AttnGAN":
+            raise CheckpointError(
+                f"{path}: a {state['kind']} training state, not an AttnGAN one (resume it with code/pretrain_DAMSM.py)"
+            )
+        try:
+            self.net_g.load_state_dict(state["netG"])
+            for net, sd in zip(self.nets_d, state["netsD"], strict=True):
+                net.load_state_dict(sd)
+            self.opt_g.load_state_dict(state["optG"])
+            for opt, sd in zip(self.opts_d, state["optsD"], strict=True):
+                opt.load_state_dict(sd)
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise CheckpointError(
+                f"{path}: not an AttnGAN training state of this config ({str(err).splitlines()[0]})"
+            ) from err
         self.avg_g = [t.to(self.device) for t in state["avg_g"]]
-        self.opt_g.load_state_dict(state["optG"])
-        for opt, sd in zip(self.opts_d, state["optsD"], strict=True):
-            opt.load_state_dict(sd)
         self.epoch, self.step, self.gen_iterations = state["epoch"], state["step"], state["gen_iterations"]
         self.seed, self.fixed_noise, self.monitor_batch = state["seed"], state["fixed_noise"], state["monitor_batch"]
-        _set_rng_state(state["rng"], self.device)
+        set_rng_state(state["rng"], self.device)
         log.info("resumed the full training state from %s: epoch %d, step %d", path, self.epoch, self.step)
 
     @torch.no_grad()
@@ -315,39 +358,18 @@ class GanTrainer:
             writer.add_image(f"attention/stage{k + 1}", figure, step, dataformats="HWC")
             Image.fromarray(figure).save(self.image_dir / f"G_average_{step}_a{k}.png")
 
-    def evaluate(self, writer: SummaryWriter | None) -> dict:
-        """EVAL.METRICS of the averaged G on EVAL.TRAIN_NUM_SAMPLES images, written to
-        Eval/epoch_{N}/ (metrics.json, report.md, figures) and to TensorBoard (the
-        generation split across the processes under torchrun)."""
+    def evaluate(self, writer: SummaryWriter | None) -> dict[str, float]:
+        """The periodic evaluation of the averaged G, written to Eval/epoch_{N}/
+        (metrics.json, report.md, figures) and to TensorBoard."""
         with self.averaged_generator() as net_g:
             out_dir = self.model_dir.parent / "Eval" / f"epoch_{self.epoch}"
-            result = evaluate(self.cfg, self.device, self.eval_metrics, out_dir, net_g=net_g,
-                              text_encoder=self.text_encoder, image_encoder=self.image_encoder,
-                              num_samples=self.cfg.EVAL.TRAIN_NUM_SAMPLES, world=self.world)
+            values = self.periodic_evaluation(net_g, self.text_encoder, self.image_encoder, out_dir)
         if writer is not None:
-            for key, value in scalars(result).items():
+            for key, value in values.items():
                 writer.add_scalar(key, value, self.gen_iterations)
-        return result
+        return values
 
     # ---- the loop ------------------------------------------------------------------
-    def _request_stop(self, signum, frame) -> None:
-        if self.stop_requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        log.warning("signal %d: saving the training state after this step (Ctrl-C again to abort)", signum)
-        self.stop_requested = True
-
-    @contextlib.contextmanager
-    def stop_on_signals(self):
-        handlers = {}
-        with contextlib.suppress(ValueError):  # not the main thread: no handlers
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                handlers[sig] = signal.signal(sig, self._request_stop)
-        try:
-            yield
-        finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
-
     def _log(self, writer: SummaryWriter, logs: dict[str, float]) -> None:
         for k, v in logs.items():
             writer.add_scalar(k, v, self.gen_iterations)
@@ -357,19 +379,33 @@ class GanTrainer:
         behaves like a SIGTERM after that many steps (for tests and time-boxed runs). Under
         torchrun every process runs this; rank 0 alone writes."""
         cfg, main = self.cfg, self.world.is_main
-        writer = SummaryWriter(str(self.model_dir.parent / "Log"), purge_step=self.gen_iterations or None) \
-            if main else None
+        writer = (
+            SummaryWriter(str(self.model_dir.parent / "Log"), purge_step=self.gen_iterations or None) if main else None
+        )
         steps_here = 0
         self.net_g.train()
         for net in self.nets_d:
             net.train()
-        with self.stop_on_signals():
+        with self.stop.installed():
             while self.epoch < cfg.TRAIN.MAX_EPOCH:
-                loader = epoch_loader(self.dataset, self.batch_size, cfg.WORKERS, self.seed, self.epoch, self.step,
-                                      pin_memory=self.device.type == "cuda", rank=self.world.rank,
-                                      processes=self.world.size)
-                bar = tqdm(loader, desc=f"AttnGAN epoch {self.epoch}", leave=False, dynamic_ncols=True,
-                           disable=None if main else True)
+                loader = epoch_loader(
+                    self.dataset,
+                    self.batch_size,
+                    cfg.WORKERS,
+                    self.seed,
+                    self.epoch,
+                    self.step,
+                    pin_memory=self.device.type == "cuda",
+                    rank=self.world.rank,
+                    processes=self.world.size,
+                )
+                bar = tqdm(
+                    loader,
+                    desc=f"AttnGAN epoch {self.epoch}",
+                    leave=False,
+                    dynamic_ncols=True,
+                    disable=None if main else True,
+                )
                 logs: dict[str, torch.Tensor] = {}  # none when resumed after the epoch's last step
                 for batch in bar:
                     logs = self.train_step(batch)
@@ -383,32 +419,41 @@ class GanTrainer:
                             self._log(writer, values)
                     if main and self.gen_iterations % cfg.RUN.IMAGE_INTERVAL == 0:
                         self.save_images(writer)
-                    if stop_after_steps is not None and steps_here >= stop_after_steps:
-                        self.stop_requested = True
-                    # Every process stops at the same step, whichever got the signal.
-                    if any_process(self.stop_requested, self.world):
-                        self.stop_requested = True
+                    stop, due = after_step(
+                        self.stop,
+                        self.schedule,
+                        self.gen_iterations,
+                        self.world,
+                        stop_after_steps is not None and steps_here >= stop_after_steps,
+                    )
+                    if stop:
                         break
-                if self.stop_requested:
+                    if due and main:
+                        self.save_state()
+                if self.stop.requested:
                     path = self.model_dir / STATE_FILE
                     if main:
                         self.save_state()
-                        log.warning("stopped at epoch %d step %d; continue with --resume %s", self.epoch, self.step,
-                                    path)
+                        log.warning(
+                            "stopped at epoch %d step %d; continue with --resume %s", self.epoch, self.step, path
+                        )
                         writer.close()
                     barrier(self.world)
                     return path
                 values = mean_across(as_floats(logs), self.world) if logs else {}
                 if main:
-                    log.info("epoch %d done (%d steps in all): %s", self.epoch, self.gen_iterations,
-                             " ".join(f"{k} {v:.3f}" for k, v in values.items()
-                                      if k.startswith("G/") or k.endswith("errD")))
+                    log.info(
+                        "epoch %d done (%d steps in all): %s",
+                        self.epoch,
+                        self.gen_iterations,
+                        " ".join(f"{k} {v:.3f}" for k, v in values.items() if k.startswith("G/") or k.endswith("errD")),
+                    )
                     if self.epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0:
                         self.save_snapshot(self.epoch)
                 self.epoch, self.step = self.epoch + 1, 0
                 if main:
                     self.save_state()
-                if self.eval_metrics and self.epoch % cfg.EVAL.EVERY_EPOCHS == 0:
+                if self.periodic_evaluation and self.epoch % cfg.EVAL.EVERY_EPOCHS == 0:
                     self.evaluate(writer)
         if main:
             self.save_snapshot(cfg.TRAIN.MAX_EPOCH)
@@ -419,8 +464,15 @@ class GanTrainer:
         return self.model_dir / f"netG_epoch_{cfg.TRAIN.MAX_EPOCH}.pth"
 
 
-def train_gan(cfg: EasyDict, device: torch.device, out_dir: Path, seed: int,
-              stop_after_steps: int | None = None, world: World = SINGLE) -> Path:
-    """Train AttnGAN as the config says (this process's share under torchrun); returns the
-    last checkpoint written."""
-    return GanTrainer(cfg, device, out_dir, seed, world).train(stop_after_steps)
+def train_gan(
+    cfg: EasyDict,
+    device: torch.device,
+    out_dir: Path,
+    seed: int,
+    stop_after_steps: int | None = None,
+    world: World = SINGLE,
+    evaluate=None,
+) -> Path:
+    """Train AttnGAN as the config says (this process's share under torchrun), with the
+    periodic ``evaluate`` (GanTrainer); returns the last checkpoint written."""
+    return GanTrainer(cfg, device, out_dir, seed, world, evaluate).train(stop_after_steps)

@@ -7,6 +7,7 @@ Since PyTorch 1.x, ``torch.optim.Adam`` computes ``p -= lr / (1 - beta1^t) * m /
 matters wherever a gradient is within a few hundred eps of zero, and DAMSM pretraining
 restarts its optimiser every epoch, so it is always in the first few hundred steps.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,4 +44,3 @@ class OriginalAdam(torch.optim.Adam):
         finally:
             for group, value in zip(self.param_groups, eps):
                 group["eps"] = value
-
