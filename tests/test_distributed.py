@@ -75,10 +75,12 @@ def test_two_processes_train_like_one_where_batchnorm_is_not_involved(setup_dirs
     monkeypatch.setattr(torch.nn.modules.batchnorm._BatchNorm, "forward", torch.nn.modules.batchnorm._BatchNorm.forward)
     workers.without_batch_statistics()
     seed_everything(7)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     trainer = GanTrainer(cfg, torch.device("cpu"), run_dir(cfg, str(tmp_path / "one")), 7)
     trainer.train(stop_after_steps=1)
     one = workers.trained_weights(trainer)
+    torch.set_num_threads(threads)
     # Measured: D gradients 3e-6, G's 1.8e-5 (through the Ds' first update), the Ds after
     # one Adam step 2.4e-7; G after its step 3.1e-4 (Adam normalises tiny gradients whose
     # last bits differ: the summation order of a split batch) — float32 rounding.

@@ -48,10 +48,29 @@ def same_files(a, b, names) -> None:
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), name
 
 
+@pytest.fixture
+def one_thread():
+    """Every run of a comparison on one thread (the subprocess too: THREADS_ENV), since the
+    thread count changes the last bits of the sums."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+THREADS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def killed_mid_epoch(command: list[str], state, steps_per_epoch: int) -> dict:
-    """Run ``command`` until its state is written inside an epoch, then SIGKILL it."""
+    """Run ``command`` (on one thread) until its state is written inside an epoch, then
+    SIGKILL it."""
     process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=THREADS_ENV,
     )
     deadline = time.time() + 180
     saved = None
@@ -69,7 +88,7 @@ def killed_mid_epoch(command: list[str], state, steps_per_epoch: int) -> dict:
     return saved
 
 
-def test_sigkilled_attngan_run_resumes_to_the_uninterrupted_weights(setup_dirs, tmp_path):
+def test_sigkilled_attngan_run_resumes_to_the_uninterrupted_weights(setup_dirs, tmp_path, one_thread):
     root, data = setup_dirs
     cfg = tiny_cfg(data, root / "enc")
     cfg.RUN.STATE_EVERY_STEPS, cfg.RUN.IMAGE_INTERVAL = 1, 100000
@@ -91,7 +110,7 @@ def damsm_data(tmp_path_factory):
     return data
 
 
-def test_sigkilled_damsm_run_resumes_to_the_uninterrupted_weights(damsm_data, tmp_path):
+def test_sigkilled_damsm_run_resumes_to_the_uninterrupted_weights(damsm_data, tmp_path, one_thread):
     args = [*DAMSM_ARGS, "RUN.STATE_EVERY_STEPS=1", f"DATA_DIR={damsm_data}"]
     assert pretrain_damsm_main([*args, "--output_dir", str(tmp_path / "full")]) == 0
     part = tmp_path / "part"
