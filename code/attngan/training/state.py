@@ -137,11 +137,7 @@ class StateSchedule:
     RUN.STATE_EVERY_MINUTES minutes (0: never) since the last write."""
 
     def __init__(self, every_steps: int, every_minutes: float):
-        if every_steps < 0 or every_minutes < 0:
-            raise ValueError(
-                f"RUN.STATE_EVERY_STEPS ({every_steps}) and RUN.STATE_EVERY_MINUTES ({every_minutes}) "
-                "must be >= 0 (0: only at epoch ends and on a stop)"
-            )
+        """Both >= 0 (config.check_values checks them)."""
         self.every_steps, self.every_seconds = every_steps, every_minutes * 60
         self.last = time.monotonic()
 
