@@ -5,11 +5,8 @@ to the whole group saves one state that resumes on another world size, and two "
 one machine meet through torchrun's c10d rendezvous."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -22,7 +19,7 @@ from attngan.losses import damsm_losses
 from attngan.runtime import run_dir, seed_everything
 from attngan.training.gan import GanTrainer
 from conftest import ROOT
-from test_gan_training import setup_dirs, tiny_cfg  # noqa: F401 (a fixture)
+from test_gan_training import setup_dirs, terminated_after_first_state, tiny_cfg  # noqa: F401 (a fixture)
 
 WORLD = 2
 
@@ -145,17 +142,8 @@ def test_sigterm_to_the_torchrun_group_saves_one_state_that_resumes_on_one_proce
         "--output_dir",
         str(out),
     )
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
     state = out / "Model" / "training_state.pth"
-    deadline = time.time() + 120
-    while not state.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.2)  # first written at the end of epoch 0
-    assert process.poll() is None, process.communicate()[1]
-    time.sleep(1.0)
-    os.killpg(process.pid, signal.SIGTERM)
-    _, err = process.communicate(timeout=90)
+    _, err = terminated_after_first_state(command, state, timeout=90)
     assert err.count("stopped at epoch") == 1, err  # rank 0 alone saves and says so
     saved = torch.load(state, map_location="cpu", weights_only=False)
     assert saved["epoch"] * 3 + saved["step"] == saved["gen_iterations"] > 3

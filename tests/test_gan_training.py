@@ -266,6 +266,23 @@ def test_dcgan_and_cli(setup_dirs, tmp_path, capsys):
     assert "needs pretrained DAMSM encoders: set TRAIN.NET_E" in capsys.readouterr().err
 
 
+def terminated_after_first_state(command: list[str], state, timeout: float) -> tuple[int, str]:
+    """Start ``command`` in a process group of its own, wait for its first training state
+    (the end of epoch 0), let it train a little further, SIGTERM the whole group (what a
+    terminal's Ctrl-C, a scheduler or a container stop does) -> (exit status, stderr)."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.time() + 120
+    while not state.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert process.poll() is None, process.communicate()[1]
+    time.sleep(1.0)
+    os.killpg(process.pid, signal.SIGTERM)
+    _, err = process.communicate(timeout=timeout)
+    return process.returncode, err
+
+
 def test_sigterm_to_the_process_group_saves_the_training_state(setup_dirs, tmp_path):
     """kill -TERM -<pgid> (what a terminal's Ctrl-C, a job scheduler or a container stop
     does: every process of the group, DataLoader workers included) ends the run with the
@@ -285,18 +302,9 @@ def test_sigterm_to_the_process_group_saves_the_training_state(setup_dirs, tmp_p
         "--output_dir",
         str(out),
     ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
     state = out / "Model" / "training_state.pth"
-    deadline = time.time() + 120
-    while not state.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.2)  # the state is first written at the end of epoch 0
-    assert process.poll() is None, process.communicate()[1]
-    time.sleep(1.0)
-    os.killpg(process.pid, signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
+    returncode, err = terminated_after_first_state(command, state, timeout=60)
+    assert returncode == 0, err
     assert "stopped at epoch" in err and "DataLoader worker" not in err
     saved = torch.load(state, map_location="cpu", weights_only=False)
     assert saved["epoch"] * 3 + saved["step"] == saved["gen_iterations"] > 3  # 3 batches an epoch

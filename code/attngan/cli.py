@@ -115,30 +115,40 @@ def resumed_output_dir(cfg, args: argparse.Namespace) -> str | None:
     return args.output_dir
 
 
-def pretrain_damsm_main(argv: list[str] | None = None) -> int:
-    """``attngan-pretrain-damsm`` / ``python code/pretrain_DAMSM.py``."""
-    from .training.damsm import train_damsm
-
-    parser = base_parser("Pretrain the DAMSM text and image encoders.", "cfg/DAMSM/bird.yml")
-    add_resume(parser)
-    args = parser.parse_args(argv)
+def run_training(args: argparse.Namespace, argv: list[str] | None, stage: str, script: str, train) -> int:
+    """A training command: setup, the shared run folder and its config record, then
+    ``train(cfg, device, out, seed, world)`` -> the fields of the JSON line rank 0 prints.
+    Every user error is one line, exit status 2."""
     try:
-        cfg, device, seed = setup(args, training="DAMSM")
+        cfg, device, seed = setup(args, training=stage)
         world = distributed.current()
         with (
             shared_run_dir(cfg, resumed_output_dir(cfg, args)) as out,
             lower_on_oom("TRAIN.BATCH_SIZE", cfg.TRAIN.BATCH_SIZE),
         ):
             if world.is_main:
-                record_run(cfg, out, seed, "pretrain_DAMSM.py", argv)
-            metrics = train_damsm(cfg, device, out, seed, world)
+                record_run(cfg, out, seed, script, argv)
+            result = train(cfg, device, out, seed, world)
     except USER_ERRORS as err:
         return report(err)
     finally:
         distributed.shutdown()
     if world.is_main:
-        print(json.dumps({"output_dir": str(out), **{k: round(float(v), 4) for k, v in metrics.items()}}))
+        print(json.dumps({"output_dir": str(out), **result}))
     return 0
+
+
+def pretrain_damsm_main(argv: list[str] | None = None) -> int:
+    """``attngan-pretrain-damsm`` / ``python code/pretrain_DAMSM.py``."""
+    from .training.damsm import train_damsm
+
+    parser = base_parser("Pretrain the DAMSM text and image encoders.", "cfg/DAMSM/bird.yml")
+    add_resume(parser)
+
+    def train(cfg, device, out, seed, world):
+        return {k: round(float(v), 4) for k, v in train_damsm(cfg, device, out, seed, world).items()}
+
+    return run_training(parser.parse_args(argv), argv, "DAMSM", "pretrain_DAMSM.py", train)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,27 +164,14 @@ def main(argv: list[str] | None = None) -> int:
         return report(err)
     if not cfg.TRAIN.FLAG:
         return sample_main(argv)
-    args = parser.parse_args(argv)
     from .evaluation.periodic import during_training
     from .training.gan import train_gan
 
-    try:
-        cfg, device, seed = setup(args, training="AttnGAN")
-        world = distributed.current()
-        with (
-            shared_run_dir(cfg, resumed_output_dir(cfg, args)) as out,
-            lower_on_oom("TRAIN.BATCH_SIZE", cfg.TRAIN.BATCH_SIZE),
-        ):
-            if world.is_main:
-                record_run(cfg, out, seed, "main.py", argv)
-            last = train_gan(cfg, device, out, seed, world=world, evaluate=during_training(cfg, device, world))
-    except USER_ERRORS as err:
-        return report(err)
-    finally:
-        distributed.shutdown()
-    if world.is_main:
-        print(json.dumps({"output_dir": str(out), "checkpoint": str(last)}))
-    return 0
+    def train(cfg, device, out, seed, world):
+        evaluate = during_training(cfg, device, world)
+        return {"checkpoint": str(train_gan(cfg, device, out, seed, world=world, evaluate=evaluate))}
+
+    return run_training(parser.parse_args(argv), argv, "AttnGAN", "main.py", train)
 
 
 def sample_main(argv: list[str] | None = None) -> int:

@@ -9,28 +9,56 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import pickle
 import re
 import sys
 import traceback
 from collections.abc import Iterator
 
 
-class SetupError(RuntimeError):
-    """The command cannot run on this machine as asked: a CUDA id without CUDA, a folder
-    it cannot write, weights it cannot fetch offline, too little GPU memory."""
+class UserError(Exception):
+    """An error the user can cause and fix: input that does not fit (a config, a data file,
+    a checkpoint, a caption, an output folder) or a machine that cannot do what was asked.
+    The commands print it as one line (``report``); every other exception is a programming
+    error and keeps its traceback. Raise a subclass where the input is validated, and
+    translate an OSError where a user's path is opened (``user_path``)."""
+
+
+class DataError(UserError):
+    """A dataset or data file that is missing, unreadable or malformed."""
+
+
+class CaptionError(UserError):
+    """A caption that cannot be drawn: empty, no known word, too long."""
+
+
+class OutputError(UserError):
+    """An output folder or file that cannot be made or written."""
+
+
+class SetupError(UserError):
+    """The command cannot run on this machine as asked: a CUDA id without CUDA, weights it
+    cannot fetch offline, too little GPU memory."""
 
 
 class GpuMemoryError(SetupError):
     """Out of GPU memory (torch.cuda.OutOfMemoryError), with the batch size to lower."""
 
 
-# The errors a user can cause: a file that is missing or cannot be written (OSError), a
-# value, key, file content or checkpoint that does not fit (ValueError: ConfigError and
-# CheckpointError are ValueErrors), a data pickle refused or unreadable, the machine
-# (SetupError). A plain RuntimeError is not among them: torch raises it for programming
-# errors (shapes, dtypes, devices), which keep their traceback.
-USER_ERRORS = (OSError, ValueError, pickle.UnpicklingError, SetupError)
+# The errors a user can cause. Not a bare ValueError or OSError: a model's shape check or a
+# bug's file error raises those, and a programming error keeps its traceback.
+USER_ERRORS = (UserError,)
+
+
+@contextlib.contextmanager
+def user_path(path: str | os.PathLike, what: str, error: type[UserError] = DataError) -> Iterator[None]:
+    """An OSError raised in the block (missing, unreadable, unwritable, disk full) becomes
+    ``error`` naming ``what`` and ``path``; use it exactly where a user's path is opened."""
+    try:
+        yield
+    except OSError as err:
+        reason = err.strerror or str(err) or type(err).__name__
+        raise error(f"{what} {os.fspath(path)}: {reason}") from err
+
 
 _DEBUG_ENV = "ATTNGAN_DEBUG"
 _parsed = {"debug": False}  # --debug of the last command line parsed by a CommandParser

@@ -105,21 +105,33 @@ def evaluate(
         dataset = build_dataset(cfg, "test")
         captions = load_eval_captions(dataset, seed)
         nets = load_networks(cfg, dataset.n_words, device, metrics, entries is None, net_g, text_encoder, image_encoder)
+        num_captions = len(captions) if entries is None else num_samples
+
+        def image_batches():
+            """The images to score, lazily (draws start at the first batch)."""
+            if entries is not None:
+                return folder_batches(
+                    entries, Path(image_dir) / MANIFEST, nets.text_encoder, dataset.wordtoix, device, batch_size
+                )
+            figures = Showcase(num_samples, num_captions).figure_at
+            return generated_batches(
+                nets.net_g,
+                nets.text_encoder,
+                captions,
+                dataset.wordtoix,
+                cfg,
+                device,
+                num_samples,
+                batch_size,
+                world,
+                details=lambda start, stop: not figures.isdisjoint(range(start, stop)),
+            )
+
         if not world.is_main:
             if entries is None:  # this process's share of the generation, sent to rank 0
                 with eval_mode(nets.net_g, nets.text_encoder):
                     torch.manual_seed(seed)
-                    for _ in generated_batches(
-                        nets.net_g,
-                        nets.text_encoder,
-                        captions,
-                        dataset.wordtoix,
-                        cfg,
-                        device,
-                        num_samples,
-                        batch_size,
-                        world,
-                    ):
+                    for _ in image_batches():
                         pass
             return broadcast(None, world)
         quality = image_quality(metrics, cfg, device, feature_extractor) if metrics & {"is", "fid"} else None
@@ -130,27 +142,9 @@ def evaluate(
             if "obj" in metrics
             else None
         )
-        num_captions = len(captions) if entries is None else num_samples
         with eval_mode(nets.net_g, nets.text_encoder, nets.image_encoder):
             torch.manual_seed(seed)  # z and CA_NET's noise
-            if entries is not None:
-                batches = folder_batches(
-                    entries, Path(image_dir) / MANIFEST, nets.text_encoder, dataset.wordtoix, device, batch_size
-                )
-            else:
-                figures = Showcase(num_samples, num_captions).figure_at
-                batches = generated_batches(
-                    nets.net_g,
-                    nets.text_encoder,
-                    captions,
-                    dataset.wordtoix,
-                    cfg,
-                    device,
-                    num_samples,
-                    batch_size,
-                    world,
-                    details=lambda start, stop: not figures.isdisjoint(range(start, stop)),
-                )
+            batches = image_batches()
             stream = stream_batches(
                 batches,
                 num_samples,
