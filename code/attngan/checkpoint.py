@@ -10,9 +10,10 @@ import torch
 import torch.nn as nn
 
 from .files import write_atomic
+from .errors import UserError
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that does not fit the model it is loaded into."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 from easydict import EasyDict
+from .errors import UserError
 
 
 def default_config() -> EasyDict:
@@ -155,7 +156,7 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file that cannot be used: unknown key, wrong type, unreadable YAML."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from attngan.data.text import tokenize
 from attngan.files import json_objects
+from attngan.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ FIELDS = ("image", "caption", "class")
 REQUIRED = ("image", "caption")
 
 
-class DatasetError(ValueError):
+class DatasetError(DataError):
     """A bad input of attngan-make-dataset: one line naming the file, line or value."""
 
 

@@ -26,13 +26,14 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from ..files import write_atomic
 from ..visualize import quantise
+from ..errors import SetupError
 
 INCEPTION_WEIGHTS_URL = URL_INCEPTION_V3
 INCEPTION_WEIGHTS_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]  # weights-inception-2015-12-05-6726825d.pth
 METRICS = frozenset({"is", "fid"})
 
 
-class InceptionWeightsError(FileNotFoundError):
+class InceptionWeightsError(SetupError):
     """The Inception weights can neither be found locally nor downloaded."""
 
 
