@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from attngan.cli import (  # noqa: E402
     eval_main,
-    pretrain_damsm_main,  # noqa: E402
+    pretrain_damsm_main,
     sample_main,
 )
 from attngan.cli import main as attngan_main  # noqa: E402

@@ -15,6 +15,7 @@ import yaml
 
 import dist_workers as workers
 from attngan import distributed
+from attngan.config import ConfigError
 from attngan.losses import damsm_losses
 from attngan.runtime import run_dir, seed_everything
 from attngan.training.gan import GanTrainer
@@ -105,7 +106,7 @@ def test_evaluation_under_two_processes_equals_one(setup_dirs, tmp_path):
 
 def test_batch_that_does_not_divide_names_both_numbers():
     world = distributed.World(0, 3, 0)
-    with pytest.raises(ValueError, match=r"TRAIN.BATCH_SIZE 16 .* 3 processes"):
+    with pytest.raises(ConfigError, match=r"TRAIN.BATCH_SIZE 16 .* 3 processes"):
         distributed.local_batch(16, world)
     assert distributed.local_batch(16, world, per_process=True) == (16, 48)
     assert distributed.local_batch(48, world) == (16, 48)

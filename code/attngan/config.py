@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 from easydict import EasyDict
-from .errors import UserError
+
+from .errors import UserError, user_path
 
 
 def default_config() -> EasyDict:
@@ -235,6 +236,13 @@ _AT_LEAST: dict[str, float] = {
 _AT_MOST: dict[str, float] = {"TREE.BRANCH_NUM": 3, "EMA.DECAY": 1}
 
 
+# Keys whose value is one of a few names (the builders would fail later, with a traceback).
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "RNN_TYPE": ("LSTM", "GRU"),
+    "DAMSM.IMAGE_BACKBONE": ("inception_v3", "compact"),
+}
+
+
 def _value(cfg: EasyDict, dotted: str) -> Any:
     node = cfg
     for part in dotted.split("."):
@@ -250,6 +258,9 @@ def check_values(cfg: EasyDict, training: str | None = None) -> None:
         if not low <= value <= high:  # also refuses a NaN
             bound = f">= {low}" if high == math.inf else f"between {low} and {high}"
             raise ConfigError(f"config key {dotted!r} must be {bound}, got {value!r}")
+    for dotted, choices in _CHOICES.items():
+        if _value(cfg, dotted) not in choices:
+            raise ConfigError(f"config key {dotted!r} must be one of {', '.join(choices)}, got {_value(cfg, dotted)!r}")
     if cfg.TEXT.EMBEDDING_DIM % 2:
         raise ConfigError(
             f"config key 'TEXT.EMBEDDING_DIM' must be even (the text encoder's two directions "
@@ -274,9 +285,9 @@ def load_config(path: str | Path | None = None) -> EasyDict:
         return cfg
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path}")
     try:
-        with open(path, encoding="utf-8") as f:
+        with user_path(path, "cannot read config file", ConfigError), open(path, encoding="utf-8") as f:
             overrides = yaml.safe_load(f) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err

@@ -55,7 +55,8 @@ def prepare(module: nn.Module, cfg: EasyDict, device: torch.device) -> nn.Module
     random ops draw from PyTorch's own generators (inductor's ``fallback_random``), so a
     compiled step draws the same noise as an eager one. Shapes are static: callers give a
     compiled G its words padded to TEXT.WORDS_NUM (pad_words), so that it compiles once
-    rather than once per caption length."""
+    rather than once per caption length; the length is the compiled module's
+    ``static_words``."""
     if enabled(cfg, "CHANNELS_LAST", device):
         module.to(memory_format=torch.channels_last)
     if enabled(cfg, "COMPILE", device):
@@ -63,6 +64,7 @@ def prepare(module: nn.Module, cfg: EasyDict, device: torch.device) -> nn.Module
 
         inductor_config.fallback_random = True
         module.compile(dynamic=False)
+        module.static_words = cfg.TEXT.WORDS_NUM  # what a compiled G's words are padded to
     return module
 
 

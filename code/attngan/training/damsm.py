@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from ..checkpoint import CheckpointError, load_weights, save_weights
 from ..data.datasets import build_dataset, prepare_data
-from ..data.loader import epoch_loader, item_seed
+from ..data.loader import epoch_loader, item_seed, shutdown_workers
 from ..distributed import SINGLE, Gather, World, barrier, data_parallel, gather_to_main, local_batch, unwrap
 from ..losses import damsm_losses, retrieval_top1
 from ..metrics.localisation import load_objects
@@ -72,7 +72,7 @@ def epoch_of(path: str | Path, prefix: str) -> int:
     """N of ``<prefix>N.pth`` (the original parses resume epochs from file names)."""
     match = re.fullmatch(rf"{prefix}(\d+)\.pth", Path(path).name)
     if not match:
-        raise ValueError(f"{path}: expected a file named {prefix}<epoch>.pth to resume from")
+        raise CheckpointError(f"{path}: expected a file named {prefix}<epoch>.pth to resume from")
     return int(match.group(1))
 
 
@@ -378,6 +378,7 @@ class DamsmTrainer:
                     self.optimizer = self.new_optimizer()
                     self.save_state()
         finally:
+            shutdown_workers()  # however the epoch ends: an error, a stop, the last step
             if writer is not None:
                 writer.close()
         barrier(self.world)

@@ -33,8 +33,9 @@ from torchvision.utils import make_grid
 from tqdm import tqdm
 
 from ..checkpoint import CheckpointError, atomic_save, load_weights, original_format
+from ..config import ConfigError
 from ..data.datasets import build_dataset, prepare_data
-from ..data.loader import epoch_loader
+from ..data.loader import epoch_loader, shutdown_workers
 from ..distributed import SINGLE, Gather, World, barrier, data_parallel, local_batch, mean_across, own_rows
 from ..losses import DiscriminatorLoss, KL_loss, at_least_float32, generator_loss
 from ..models import build_discriminators, build_generator, build_image_encoder, build_text_encoder, text_features
@@ -57,7 +58,7 @@ def frozen(module: torch.nn.Module) -> torch.nn.Module:
 def load_damsm(cfg: EasyDict, n_words: int, device: torch.device):
     """The frozen DAMSM encoders named by TRAIN.NET_E (eval mode, no gradients)."""
     if not cfg.TRAIN.NET_E:
-        raise ValueError(
+        raise ConfigError(
             "AttnGAN training needs pretrained DAMSM encoders: set TRAIN.NET_E to a text_encoder<N>.pth "
             "(the image encoder is read from the same folder)"
         )
@@ -69,7 +70,7 @@ def load_damsm(cfg: EasyDict, n_words: int, device: torch.device):
 def generator_epoch(path: str | Path) -> int:
     match = re.fullmatch(r".*_(\d+)\.pth", Path(path).name)
     if not match:
-        raise ValueError(f"TRAIN.NET_G {path}: expected a file named netG_epoch_<N>.pth to resume from")
+        raise CheckpointError(f"TRAIN.NET_G {path}: expected a file named netG_epoch_<N>.pth to resume from")
     return int(match.group(1))
 
 
@@ -386,75 +387,80 @@ class GanTrainer:
         self.net_g.train()
         for net in self.nets_d:
             net.train()
-        with self.stop.installed():
-            while self.epoch < cfg.TRAIN.MAX_EPOCH:
-                loader = epoch_loader(
-                    self.dataset,
-                    self.batch_size,
-                    cfg.WORKERS,
-                    self.seed,
-                    self.epoch,
-                    self.step,
-                    pin_memory=self.device.type == "cuda",
-                    rank=self.world.rank,
-                    processes=self.world.size,
-                )
-                bar = tqdm(
-                    loader,
-                    desc=f"AttnGAN epoch {self.epoch}",
-                    leave=False,
-                    dynamic_ncols=True,
-                    disable=None if main else True,
-                )
-                logs: dict[str, torch.Tensor] = {}  # none when resumed after the epoch's last step
-                for batch in bar:
-                    logs = self.train_step(batch)
-                    self.step += 1
-                    self.gen_iterations += 1
-                    steps_here += 1
-                    if self.gen_iterations % cfg.RUN.LOG_INTERVAL == 0:
-                        values = mean_across(as_floats(logs), self.world)
-                        if main:
-                            bar.set_postfix(errG=f"{values['G/errG']:.2f}", errD=f"{values['D0/errD']:.2f}")
-                            self._log(writer, values)
-                    if main and self.gen_iterations % cfg.RUN.IMAGE_INTERVAL == 0:
-                        self.save_images(writer)
-                    stop, due = after_step(
-                        self.stop,
-                        self.schedule,
-                        self.gen_iterations,
-                        self.world,
-                        stop_after_steps is not None and steps_here >= stop_after_steps,
+        try:
+            with self.stop.installed():
+                while self.epoch < cfg.TRAIN.MAX_EPOCH:
+                    loader = epoch_loader(
+                        self.dataset,
+                        self.batch_size,
+                        cfg.WORKERS,
+                        self.seed,
+                        self.epoch,
+                        self.step,
+                        pin_memory=self.device.type == "cuda",
+                        rank=self.world.rank,
+                        processes=self.world.size,
                     )
-                    if stop:
-                        break
-                    if due and main:
-                        self.save_state()
-                if self.stop.requested:
-                    path = self.model_dir / STATE_FILE
+                    bar = tqdm(
+                        loader,
+                        desc=f"AttnGAN epoch {self.epoch}",
+                        leave=False,
+                        dynamic_ncols=True,
+                        disable=None if main else True,
+                    )
+                    logs: dict[str, torch.Tensor] = {}  # none when resumed after the epoch's last step
+                    for batch in bar:
+                        logs = self.train_step(batch)
+                        self.step += 1
+                        self.gen_iterations += 1
+                        steps_here += 1
+                        if self.gen_iterations % cfg.RUN.LOG_INTERVAL == 0:
+                            values = mean_across(as_floats(logs), self.world)
+                            if main:
+                                bar.set_postfix(errG=f"{values['G/errG']:.2f}", errD=f"{values['D0/errD']:.2f}")
+                                self._log(writer, values)
+                        if main and self.gen_iterations % cfg.RUN.IMAGE_INTERVAL == 0:
+                            self.save_images(writer)
+                        stop, due = after_step(
+                            self.stop,
+                            self.schedule,
+                            self.gen_iterations,
+                            self.world,
+                            stop_after_steps is not None and steps_here >= stop_after_steps,
+                        )
+                        if stop:
+                            break
+                        if due and main:
+                            self.save_state()
+                    if self.stop.requested:
+                        path = self.model_dir / STATE_FILE
+                        if main:
+                            self.save_state()
+                            log.warning(
+                                "stopped at epoch %d step %d; continue with --resume %s", self.epoch, self.step, path
+                            )
+                            writer.close()
+                        barrier(self.world)
+                        return path
+                    values = mean_across(as_floats(logs), self.world) if logs else {}
+                    if main:
+                        log.info(
+                            "epoch %d done (%d steps in all): %s",
+                            self.epoch,
+                            self.gen_iterations,
+                            " ".join(
+                                f"{k} {v:.3f}" for k, v in values.items() if k.startswith("G/") or k.endswith("errD")
+                            ),
+                        )
+                        if self.epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0:
+                            self.save_snapshot(self.epoch)
+                    self.epoch, self.step = self.epoch + 1, 0
                     if main:
                         self.save_state()
-                        log.warning(
-                            "stopped at epoch %d step %d; continue with --resume %s", self.epoch, self.step, path
-                        )
-                        writer.close()
-                    barrier(self.world)
-                    return path
-                values = mean_across(as_floats(logs), self.world) if logs else {}
-                if main:
-                    log.info(
-                        "epoch %d done (%d steps in all): %s",
-                        self.epoch,
-                        self.gen_iterations,
-                        " ".join(f"{k} {v:.3f}" for k, v in values.items() if k.startswith("G/") or k.endswith("errD")),
-                    )
-                    if self.epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0:
-                        self.save_snapshot(self.epoch)
-                self.epoch, self.step = self.epoch + 1, 0
-                if main:
-                    self.save_state()
-                if self.periodic_evaluation and self.epoch % cfg.EVAL.EVERY_EPOCHS == 0:
-                    self.evaluate(writer)
+                    if self.periodic_evaluation and self.epoch % cfg.EVAL.EVERY_EPOCHS == 0:
+                        self.evaluate(writer)
+        finally:
+            shutdown_workers()  # however the epoch ends: an error, a stop, the last step
         if main:
             self.save_snapshot(cfg.TRAIN.MAX_EPOCH)
             if self.monitor_batch is not None:
