@@ -198,13 +198,15 @@ def anchors(text: str) -> set[str]:
 
 def repository_texts():
     """(path, text) of every file that may cite the page: code, tests, scripts, docs,
-    configs, the README and the build files."""
-    files = [ROOT / "README.md", ROOT / "Makefile", ROOT / "pyproject.toml"]
-    for folder in ("code", "tests", "scripts", "docs", "cfg", "data", "docker", ".ci"):
+    configs, the READMEs and the build files (not the datasets, checkpoints or outputs that
+    a checkout may hold)."""
+    files = [ROOT / name for name in ("README.md", "Makefile", "pyproject.toml")]
+    files += [ROOT / folder / "README.md" for folder in ("data", "DAMSMencoders", "models")]
+    for folder in ("code", "tests", "scripts", "docs", "cfg", "docker", ".ci"):
         files += [
             p
             for p in (ROOT / folder).rglob("*")
-            if p.is_file() and p.suffix in ("", ".py", ".md", ".yml", ".sh", ".txt", ".toml")
+            if p.is_file() and p.suffix in ("", ".py", ".md", ".yml", ".sh", ".toml")
         ]
     return [(p, p.read_text(encoding="utf-8", errors="replace")) for p in files if p.is_file()]
 
