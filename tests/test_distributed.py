@@ -60,8 +60,9 @@ def test_two_processes_train_like_one_where_batchnorm_is_not_involved(setup_dirs
     root, data = setup_dirs
     cfg = tiny_cfg(data, root / "enc")
     cfg.RUN.IMAGE_INTERVAL = 2
-    # The original's attention mask applies other captions' masks by batch position (FIDELITY,
-    # FIXES.ATTENTION_MASK), so with it G's attention depends on how the batch is split.
+    # The original's attention mask applies other captions' masks by batch position
+    # (docs/fidelity.md#word-attention-of-the-generator, FIXES.ATTENTION_MASK), so with it
+    # G's attention depends on how the batch is split.
     cfg.FIXES.ATTENTION_MASK = True
     steps = 4  # over an epoch end (3 global batches of 4 an epoch)
     spawn(workers.gan_worker, json.loads(json.dumps(cfg)), str(run_dir(cfg, str(tmp_path / "two"))), steps)
