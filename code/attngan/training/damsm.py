@@ -240,7 +240,7 @@ class DamsmTrainer:
         self.schedule = StateSchedule(cfg.RUN.STATE_EVERY_STEPS, cfg.RUN.STATE_EVERY_MINUTES)
         if world.parallel:
             # Processes start from the same generator state; the text encoder's dropout masks
-            # must not repeat across them (they are drawn per process, README "Many GPUs").
+            # must not repeat across them (they are drawn per process, docs/distributed.md).
             torch.manual_seed(item_seed(seed, world.rank, -3))
         self.optimizer = self.new_optimizer()
         if cfg.RUN.RESUME:

@@ -210,7 +210,7 @@ class GanTrainer:
         if world.parallel and not sync_bn:
             log.warning(
                 "BatchNorm statistics are each process's (%s): the step differs from one process's "
-                'on the same global batch (README "Many GPUs")',
+                "on the same global batch (docs/distributed.md)",
                 "RUN.SYNC_BN False" if device.type == "cuda" else "SyncBatchNorm needs CUDA",
             )
         self.gather = Gather(world, cfg.TEXT.WORDS_NUM) if world.parallel else None
