@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from attngan.data.datasets import TextDataset, image_transform
+from attngan.errors import SetupError
 from test_data import BIRDS, CPI, birds, coco  # noqa: F401  (fixtures)
 
 
@@ -85,7 +86,7 @@ def test_building_the_cache_leaves_the_global_generators_alone(birds, tmp_path):
 def test_an_unwritable_cache_folder_is_one_clear_error(birds, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(RuntimeError, match="cannot create the image cache folder .* set RUN.CACHE_DIR"):
+    with pytest.raises(SetupError, match="cannot create the image cache folder .* set RUN.CACHE_DIR"):
         TextDataset(
             birds,
             "train",
