@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from easydict import EasyDict
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
-from ..checkpoint import CheckpointError, load_weights, save_weights
+from ..checkpoint import CheckpointError, epoch_of, image_encoder_path, load_weights, save_weights
 from ..data.datasets import build_dataset, prepare_data
 from ..data.loader import epoch_loader, item_seed
 from ..distributed import SINGLE, Gather, World, data_parallel, gather_to_main, local_batch, unwrap
@@ -60,20 +59,6 @@ class DamsmStep:
     text: torch.nn.Module
     image: torch.nn.Module
     gather: Gather | None = None
-
-
-def image_encoder_path(net_e: str | Path) -> Path:
-    """The image encoder that goes with a text encoder file, by the original's naming."""
-    net_e = Path(net_e)
-    return net_e.with_name(net_e.name.replace("text_encoder", "image_encoder"))
-
-
-def epoch_of(path: str | Path, prefix: str) -> int:
-    """N of ``<prefix>N.pth`` (the original parses resume epochs from file names)."""
-    match = re.fullmatch(rf"{prefix}(\d+)\.pth", Path(path).name)
-    if not match:
-        raise CheckpointError(f"{path}: expected a file named {prefix}<epoch>.pth to resume from")
-    return int(match.group(1))
 
 
 def build_encoders(cfg: EasyDict, n_words: int) -> DamsmEncoders:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,14 @@ from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
-from ..checkpoint import CheckpointError, atomic_save, load_weights, original_format
+from ..checkpoint import (
+    CheckpointError,
+    atomic_save,
+    generator_epoch,
+    image_encoder_path,
+    load_weights,
+    original_format,
+)
 from ..config import ConfigError
 from ..data.datasets import build_dataset, prepare_data
 from ..distributed import SINGLE, Gather, World, data_parallel, local_batch, mean_across, own_rows
@@ -40,7 +46,6 @@ from ..models import build_discriminators, build_generator, build_image_encoder,
 from ..runtime import forked_rng
 from ..speed import Autocast, adam_options, enabled, mixed_precision, pad_words, precision, prepare
 from ..visualize import attention_figure, to_uint8
-from .damsm import image_encoder_path
 from .loop import EpochTrainer
 from .optim import OriginalAdam
 from .state import STATE_FILE, load_state, rng_state, save_state, set_rng_state
@@ -64,13 +69,6 @@ def load_damsm(cfg: EasyDict, n_words: int, device: torch.device):
     text = load_weights(build_text_encoder(cfg, n_words), cfg.TRAIN.NET_E)
     image = load_weights(build_image_encoder(cfg), image_encoder_path(cfg.TRAIN.NET_E))
     return frozen(text).to(device), frozen(image).to(device)
-
-
-def generator_epoch(path: str | Path) -> int:
-    match = re.fullmatch(r".*_(\d+)\.pth", Path(path).name)
-    if not match:
-        raise CheckpointError(f"TRAIN.NET_G {path}: expected a file named netG_epoch_<N>.pth to resume from")
-    return int(match.group(1))
 
 
 @dataclass
