@@ -205,7 +205,7 @@ def damsm_workload(cfg, device, work: Path, name: str, warmup: int, steps: int):
 
 
 def sample_workload(cfg, device, work: Path, name: str, warmup: int, steps: int, batch_size: int):
-    from attngan.sampling import encode_captions, generate
+    from attngan.generation import encode_captions, generate
     from attngan.visualize import quantise
 
     text = load_text_data(cfg.DATA_DIR, cfg.TEXT.CAPTIONS_PER_IMAGE)

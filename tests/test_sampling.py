@@ -19,9 +19,10 @@ from attngan.data.pickles import load_pickle, save_pickle
 from attngan.data.synthetic import make_shapes_dataset
 from attngan.data.text import load_text_data
 from attngan.errors import CaptionError
+from attngan.generation import encode_captions, generate, load_models
 from attngan.models import build_generator, build_text_encoder
 from attngan.runtime import seed_everything
-from attngan.sampling import encode_captions, gen_example, generate, load_models, sample_validation, slug
+from attngan.sampling import gen_example, sample_validation, slug
 from attngan.visualize import LABEL_HEIGHT, attention_figure, stage_attention_figure
 
 CPU = torch.device("cpu")
@@ -117,7 +118,7 @@ def test_sorted_indices_are_the_original_argsort(data):
 
 def test_out_of_vocabulary_words_are_reported_and_empty_captions_rejected(data, tmp_path, caplog):
     wordtoix = load_text_data(data, 10).wordtoix
-    with caplog.at_level(logging.WARNING, logger="attngan.sampling"):
+    with caplog.at_level(logging.WARNING, logger="attngan.generation"):
         batch = encode_captions(["a red zebra circle"], wordtoix, source="mine.txt", line_numbers=[7])
     assert batch.words == [["a", "red", "circle"]]
     assert "zebra" in caplog.text and "mine.txt line 7" in caplog.text

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,15 +15,10 @@ from PIL import Image
 
 from ..errors import DataError
 from ..files import json_objects, write_atomic
+from ..visualize import png_bytes
 from .captions import Batch, EvalCaptions, encode, inverse, sample_rows
 
 MANIFEST = "captions.jsonl"
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @dataclass

@@ -15,16 +15,8 @@ from easydict import EasyDict
 
 from ..data.text import load_text_data, tokenize
 from ..files import sha256_file
-from ..sampling import (
-    batch_of,
-    caption_noise,
-    caption_words,
-    generate,
-    load_models,
-    read_caption_file,
-    read_example_list,
-    stage_image,
-)
+from ..generation import batch_of, caption_noise, caption_words, generate, load_models, stage_image
+from ..sampling import read_caption_file, read_example_list
 
 log = logging.getLogger(__name__)
 
