@@ -1,14 +1,11 @@
-"""Writing files so that an interrupted run never leaves a truncated one behind, and
-reading the JSON Lines manifests of image folders."""
+"""Writing files so that an interrupted run never leaves a truncated one behind."""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import BinaryIO, Callable
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], None]) -> None:
@@ -31,20 +28,3 @@ def write_atomic(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], Non
         if isinstance(err, OSError) and err.errno is not None and err.filename is None:  # a full disk: which file
             err.filename = str(path)
         raise
-
-
-def json_objects(text: str, source: str | os.PathLike, expected: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    """The JSON object of every non-blank line of ``text`` (JSON Lines read from ``source``)
-    as ``(line number, "<source> line <n>", object)``. A line that is not JSON, or not an
-    object (one with ``expected``, e.g. '"file" and "caption"'), is a ValueError naming it."""
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        where = f"{source} line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not valid JSON ({err.msg})") from err
-        if not isinstance(record, dict):
-            raise ValueError(f"{where}: expected a JSON object with {expected}, got {line.strip()!r}")
-        yield number, where, record

@@ -18,6 +18,7 @@ from typing import TypeVar
 from PIL import Image
 
 from attngan.data.pickles import save_pickle
+from attngan.errors import OutputError
 
 T = TypeVar("T")
 
@@ -29,17 +30,15 @@ def check_out_dir(out_dir: Path, overwrite: bool, own_entries: Collection[str]) 
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
-        raise FileExistsError(f"{out_dir} exists and is not a folder")
+        raise OutputError(f"{out_dir} exists and is not a folder")
     entries = {p.name for p in out_dir.iterdir()}
     if not entries:
         return
     if not overwrite:
-        raise FileExistsError(
-            f"{out_dir} exists and is not empty; pass --force to replace it (overwrite=True from Python)"
-        )
+        raise OutputError(f"{out_dir} exists and is not empty; pass --force to replace it (overwrite=True from Python)")
     foreign = sorted(entries - set(own_entries))
     if foreign:
-        raise FileExistsError(
+        raise OutputError(
             f"refusing to replace {out_dir}: it holds files this tool does not write: " + ", ".join(foreign[:5])
         )
 

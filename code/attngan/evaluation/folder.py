@@ -1,5 +1,6 @@
-"""A folder of images with its ``captions.jsonl`` manifest: read back and scored
-(``--image_dir``), or written while generating (``--save_images``)."""
+"""A folder of images with the manifest of their captions (data/manifest.py, the one
+attngan-make-dataset reads): read back and scored (``--image_dir``), or written while
+generating (``--save_images``, a ``captions.jsonl``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from ..files import json_objects, write_atomic
+from ..data.manifest import DatasetError, find_manifest, image_path, read_manifest
+from ..files import write_atomic
 from .captions import Batch, EvalCaptions, encode, inverse, sample_rows
 
 MANIFEST = "captions.jsonl"
@@ -34,43 +36,39 @@ class ManifestEntry:
     line: int
 
 
-def read_manifest(image_dir: str | Path) -> list[ManifestEntry]:
-    """The entries of ``image_dir/captions.jsonl``: one JSON object a line with "file" (a
-    path relative to the folder), "caption" and optionally "class_id" (an int); other
-    fields are ignored. Every line and every image's existence is checked up front; an
-    error names the manifest, the line and the file."""
+@dataclass
+class ImageFolder:
+    """A folder of images to score: its manifest file and one entry an image, in its order."""
+
+    manifest: Path
+    entries: list[ManifestEntry]
+
+
+def read_folder(image_dir: str | Path) -> ImageFolder:
+    """The images of ``image_dir`` and their captions, from the manifest in it
+    (docs/captioned_images.md: ``metadata.csv``, ``metadata.jsonl`` or ``captions.jsonl``):
+    one row an image, one caption a row, the class column (optional) the test split's class
+    id. Every row and every image's existence is checked up front; a DatasetError names the
+    manifest, the line and the file."""
     image_dir = Path(image_dir)
-    if not image_dir.is_dir():
-        raise FileNotFoundError(f"image folder not found: {image_dir}")
-    manifest = image_dir / MANIFEST
-    if not manifest.is_file():
-        raise FileNotFoundError(
-            f"{manifest} not found: a folder of images to score needs a manifest, one JSON "
-            'object a line: {"file": "0001.png", "caption": "...", "class_id": 3} '
-            "(class_id optional), see docs/evaluation.md"
-        )
-    entries = [
-        _manifest_entry(image_dir, where, number, record)
-        for number, where, record in json_objects(
-            manifest.read_text(encoding="utf-8"), manifest, '"file" and "caption"'
-        )
-    ]
-    if not entries:
-        raise ValueError(f"{manifest} lists no image")
-    return entries
-
-
-def _manifest_entry(image_dir: Path, where: str, number: int, record: dict) -> ManifestEntry:
-    for key in ("file", "caption"):
-        if not isinstance(record.get(key), str):
-            raise ValueError(f'{where}: "{key}" must be a string, got {record.get(key)!r}')
-    class_id = record.get("class_id", -1)
-    if not isinstance(class_id, int) or isinstance(class_id, bool):
-        raise ValueError(f'{where}: "class_id" must be an integer, got {class_id!r}')
-    path = image_dir / record["file"]
-    if not path.is_file():
-        raise FileNotFoundError(f"{where}: image not found: {path}")
-    return ManifestEntry(path, record["caption"], class_id, number)
+    manifest = read_manifest(find_manifest(image_dir, "--image_dir"))
+    entries = []
+    for row in manifest.rows:
+        where = manifest.where(row)
+        if len(row.captions) != 1:
+            raise DatasetError(
+                f'{where}: "{manifest.columns.text}" holds {len(row.captions)} captions; an image to score '
+                "has the one it was generated from"
+            )
+        try:
+            class_id = int(row.label) if row.label else -1
+        except ValueError:
+            raise DatasetError(
+                f'{where}: "{manifest.columns.label}" must be an integer (the class id of the caption\'s test '
+                f"image), got {row.label!r}"
+            ) from None
+        entries.append(ManifestEntry(image_path(image_dir, row.file, where)[1], row.captions[0], class_id, row.line))
+    return ImageFolder(manifest.path, entries)
 
 
 def _read_image(entry: ManifestEntry, manifest: Path) -> np.ndarray:
@@ -78,7 +76,7 @@ def _read_image(entry: ManifestEntry, manifest: Path) -> np.ndarray:
         with Image.open(entry.path) as img:
             return np.asarray(img.convert("RGB"))
     except OSError as err:
-        raise ValueError(f"{manifest} line {entry.line}: cannot read image {entry.path}: {err}") from err
+        raise DatasetError(f"{manifest} line {entry.line}: cannot read image {entry.path}: {err}") from err
 
 
 def folder_batches(
@@ -101,7 +99,7 @@ def folder_batches(
             image = _read_image(entry, manifest)
             size = size or image.shape
             if image.shape != size:
-                raise ValueError(
+                raise DatasetError(
                     f"{manifest} line {entry.line}: {entry.path} is {image.shape[1]}x{image.shape[0]} "
                     f"but the first image is {size[1]}x{size[0]}; every image must have the same size"
                 )

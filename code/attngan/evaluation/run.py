@@ -24,7 +24,7 @@ from ..metrics.object_match import ObjectJudge, ObjectTally
 from ..runtime import eval_mode, forked_rng
 from ..training.damsm import image_encoder_path
 from .captions import generated_batches, load_eval_captions
-from .folder import MANIFEST, folder_batches, read_manifest
+from .folder import folder_batches, read_folder
 from .networks import load_networks
 from .report import Showcase, report_markdown
 from .scoring import image_quality, scores, stream_batches
@@ -94,8 +94,8 @@ def evaluate(
         )
     if image_dir is not None and save_images:
         raise ValueError("save_images keeps generated images; the images of an image folder are on disk already")
-    entries = read_manifest(image_dir) if image_dir is not None else None
-    num_samples = len(entries) if entries is not None else num_samples
+    folder = read_folder(image_dir) if image_dir is not None else None
+    num_samples = len(folder.entries) if folder is not None else num_samples
     if metrics & {"rp", "is"} and num_samples < cfg.EVAL.SPLITS:
         raise ValueError(
             f"{num_samples} images for {cfg.EVAL.SPLITS} splits (EVAL.SPLITS): R-precision and the "
@@ -104,14 +104,14 @@ def evaluate(
     with forked_rng(device), torch.no_grad():
         dataset = build_dataset(cfg, "test")
         captions = load_eval_captions(dataset, seed)
-        nets = load_networks(cfg, dataset.n_words, device, metrics, entries is None, net_g, text_encoder, image_encoder)
-        num_captions = len(captions) if entries is None else num_samples
+        nets = load_networks(cfg, dataset.n_words, device, metrics, folder is None, net_g, text_encoder, image_encoder)
+        num_captions = len(captions) if folder is None else num_samples
 
         def image_batches():
             """The images to score, lazily (draws start at the first batch)."""
-            if entries is not None:
+            if folder is not None:
                 return folder_batches(
-                    entries, Path(image_dir) / MANIFEST, nets.text_encoder, dataset.wordtoix, device, batch_size
+                    folder.entries, folder.manifest, nets.text_encoder, dataset.wordtoix, device, batch_size
                 )
             figures = Showcase(num_samples, num_captions).figure_at
             return generated_batches(
@@ -128,7 +128,7 @@ def evaluate(
             )
 
         if not world.is_main:
-            if entries is None:  # this process's share of the generation, sent to rank 0
+            if folder is None:  # this process's share of the generation, sent to rank 0
                 with eval_mode(nets.net_g, nets.text_encoder):
                     torch.manual_seed(seed)
                     for _ in image_batches():
@@ -153,7 +153,7 @@ def evaluate(
                 nets.image_encoder,
                 quality,
                 out_dir / "images" if save_images else None,
-                captions if entries is None else None,
+                captions if folder is None else None,
                 objects,
             )
             result, timings = scores(
