@@ -3,6 +3,7 @@ the caption order of the protocol, determinism, the outputs, scoring a folder of
 and the errors a user can make. IS/FID run on a tiny random feature extractor (offline)."""
 
 import copy
+import csv
 import json
 import shutil
 
@@ -15,12 +16,13 @@ from PIL import Image
 
 from attngan.checkpoint import save_weights
 from attngan.cli import eval_main as main
-from attngan.config import load_config
+from attngan.config import ConfigError, load_config
 from attngan.data.synthetic import make_shapes_dataset
 from attngan.data.text import load_text_data
+from attngan.errors import DataError
 from attngan.evaluation import evaluate, parse_metrics
 from attngan.evaluation.captions import sample_rows
-from attngan.evaluation.folder import MANIFEST, read_manifest
+from attngan.evaluation.folder import MANIFEST, read_folder
 from attngan.models import build_generator, build_image_encoder, build_text_encoder
 
 CPU = torch.device("cpu")
@@ -207,15 +209,15 @@ def test_localisation_object_match_and_the_command_line(cfg, tmp_path, capsys):
 
 
 def test_unknown_metric_and_bad_sizes_are_clear_errors(cfg, tmp_path, capsys):
-    with pytest.raises(ValueError, match=r"unknown metric\(s\) 'bleu'; choose from rp, is, fid, loc"):
+    with pytest.raises(ConfigError, match=r"unknown metric\(s\) 'bleu'; choose from rp, is, fid, loc"):
         parse_metrics("rp,bleu")
     assert parse_metrics(" RP, fid ") == {"rp", "fid"}
     assert main(["--cfg", "no-such.yml", "--metrics", "rp,bleu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'bleu'" in err[0]
-    with pytest.raises(ValueError, match=r"9 images for 10 splits"):
+    with pytest.raises(ConfigError, match=r"9 images for 10 splits"):
         evaluate(cfg, CPU, {"rp"}, tmp_path, num_samples=9)
-    with pytest.raises(ValueError, match=r"batch_size must be >= 1"):
+    with pytest.raises(ConfigError, match=r"batch_size must be >= 1"):
         evaluate(cfg, CPU, {"rp"}, tmp_path, batch_size=0)
     assert not any(tmp_path.iterdir())
 
@@ -235,41 +237,88 @@ def good_folder(cfg, tmp_path):
 
 
 def test_bad_folders_name_the_file_and_line(cfg, tmp_path, good_folder):
-    with pytest.raises(FileNotFoundError, match="image folder not found: .*nowhere"):
-        read_manifest(tmp_path / "nowhere")
+    with pytest.raises(DataError, match="--image_dir .*nowhere: not a folder"):
+        read_folder(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"empty/captions.jsonl not found"):
-        read_manifest(tmp_path / "empty")
+    with pytest.raises(
+        DataError, match=r"empty holds no manifest of its captions: expected metadata.csv, metadata.jsonl"
+    ):
+        read_folder(tmp_path / "empty")
     cases = {
         "json": (['{"file": "a.png", "caption": "a red circle"}', "{oops"], r"captions.jsonl line 2: not valid JSON"),
-        "keys": (['{"file": "a.png"}'], r"line 1: \"caption\" must be a string"),
+        "keys": (
+            ['{"file": "a.png"}'],
+            r"captions.jsonl: no caption column: expected one of text, caption \(fields found: file\)",
+        ),
         "class": (['{"file": "a.png", "caption": "x", "class_id": "red"}'], r"line 1: \"class_id\" must be an integer"),
         "missing": (
             ['{"file": "a.png", "caption": "a red circle"}', '{"file": "b.png", "caption": "x"}'],
             r"line 2: image not found: .*missing/b.png",
         ),
-        "none": ([""], r"captions.jsonl lists no image"),
+        "none": ([""], r"captions.jsonl: the manifest lists no image"),
+        "two": (
+            ['{"file": "a.png", "caption": ["a red circle", "a circle"]}'],
+            r"line 1: \"caption\" holds 2 captions",
+        ),
+        "blank": (['{"file": "a.png", "caption": "  "}'], r"captions.jsonl line 1: empty caption for a.png"),
     }
     for name, (lines, message) in cases.items():
         write_folder(tmp_path / name, lines, images=["a.png"])
-        with pytest.raises((ValueError, FileNotFoundError), match=message):
-            read_manifest(tmp_path / name)
-    # Found only when read or encoded: a corrupt image, one of another size, an empty caption.
+        with pytest.raises(DataError, match=message):
+            read_folder(tmp_path / name)
+    # Found only when read or encoded: a corrupt image, one of another size, a caption of unknown words.
     shutil.copytree(good_folder, tmp_path / "corrupt")
     (tmp_path / "corrupt" / "000007.png").write_bytes(b"not a png")
-    with pytest.raises(ValueError, match=r"captions.jsonl line 8: cannot read image .*corrupt/000007.png"):
+    with pytest.raises(DataError, match=r"captions.jsonl line 8: cannot read image .*corrupt/000007.png"):
         evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=tmp_path / "corrupt")
     shutil.copytree(good_folder, tmp_path / "sizes")
     Image.new("RGB", (64, 64)).save(tmp_path / "sizes" / "000003.png")
-    with pytest.raises(ValueError, match=r"line 4: .*000003.png is 64x64 but the first image is 128x128"):
+    with pytest.raises(DataError, match=r"line 4: .*000003.png is 64x64 but the first image is 128x128"):
         evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=tmp_path / "sizes")
-    shutil.copytree(good_folder, tmp_path / "blank")
+    shutil.copytree(good_folder, tmp_path / "unknown")
     lines = manifest_lines(good_folder)
-    lines[5]["caption"] = "  "
-    (tmp_path / "blank" / MANIFEST).write_text("\n".join(map(json.dumps, lines)) + "\n")
-    with pytest.raises(ValueError, match=r"blank/captions.jsonl line 6: caption '  ' has no words"):
-        evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=tmp_path / "blank")
+    lines[5]["caption"] = "zebra"
+    (tmp_path / "unknown" / MANIFEST).write_text("\n".join(map(json.dumps, lines)) + "\n")
+    with pytest.raises(
+        ValueError, match=r"unknown/captions.jsonl line 6: caption 'zebra' has no word in the vocabulary"
+    ):
+        evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=tmp_path / "unknown")
     assert not (tmp_path / "out").exists()  # nothing written on an error
+
+
+def test_an_imagefolder_metadata_file_scores_the_same(cfg, tmp_path, good_folder):
+    """The saved folder's captions.jsonl as Hugging Face ImageFolder's metadata.jsonl and
+    metadata.csv (file_name, text, class_id): the same images, captions and classes, and
+    the same numbers."""
+    lines = manifest_lines(good_folder)
+    hf = [{"file_name": line["file"], "text": line["caption"], "class_id": line["class_id"]} for line in lines]
+    for name in ("metadata.jsonl", "metadata.csv"):
+        folder = shutil.copytree(good_folder, tmp_path / name.replace(".", "_"))
+        (folder / MANIFEST).unlink()
+        if name.endswith(".jsonl"):
+            (folder / name).write_text("".join(json.dumps(row) + "\n" for row in hf))
+        else:
+            with (folder / name).open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(hf[0]))
+                writer.writeheader()
+                writer.writerows(hf)
+        read = read_folder(folder)
+        assert read.manifest == folder / name
+        expected = read_folder(good_folder).entries
+        assert [(e.path.name, e.caption, e.class_id) for e in read.entries] == [
+            (e.path.name, e.caption, e.class_id) for e in expected
+        ]
+        assert -1 not in {e.class_id for e in expected}  # classes given, and compared
+    metrics = evaluate(cfg, CPU, {"rp"}, tmp_path / "a", image_dir=good_folder)["metrics"]
+    assert evaluate(cfg, CPU, {"rp"}, tmp_path / "b", image_dir=tmp_path / "metadata_jsonl")["metrics"] == metrics
+    # A manifest without a file column: one error naming the file and the columns it has.
+    (tmp_path / "metadata_csv" / "metadata.csv").write_text("path,text\n000000.png,a red circle\n")
+    with pytest.raises(
+        DataError,
+        match=r"metadata_csv/metadata.csv: no file column: expected one of file_name, image, file "
+        r"\(columns found: path, text\)",
+    ):
+        evaluate(cfg, CPU, {"rp"}, tmp_path / "c", image_dir=tmp_path / "metadata_csv")
 
 
 def test_folder_without_class_ids_draws_from_every_test_caption(cfg, tmp_path, good_folder):
@@ -278,7 +327,7 @@ def test_folder_without_class_ids_draws_from_every_test_caption(cfg, tmp_path, g
     result = evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=good_folder)
     assert result["metrics"]["r_precision"]["images"] == 10
     for metric in ("loc", "obj"):
-        with pytest.raises(ValueError, match="'loc' and 'obj' score the generator's attention"):
+        with pytest.raises(ConfigError, match="'loc' and 'obj' score the generator's attention"):
             evaluate(cfg, CPU, {metric}, tmp_path / "out", image_dir=good_folder)
 
 

@@ -6,6 +6,7 @@ check it, pretrain DAMSM, train AttnGAN, sample, evaluate."""
 import csv
 import importlib
 import json
+import os
 import pickle
 import re
 import shlex
@@ -597,6 +598,48 @@ def test_doc_manifest_examples_read_the_same(tmp_path):
         "there is a blue background, with a red circle",
     ]
     assert [m.columns.file for m in read] == ["file_name", "image", "file_name"]
+
+
+def hf_datasets():
+    """Hugging Face's ``datasets`` (the test extra): skipped where it is missing, except
+    under CI=true, where a missing one fails."""
+    try:
+        import datasets
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true and Hugging Face datasets is not installed (pip install -e '.[test]')")
+        pytest.skip("Hugging Face datasets is not installed (the test extra has it)")
+    return datasets
+
+
+def test_hugging_face_reads_the_doc_examples_as_we_do(tmp_path, monkeypatch):
+    """docs/captioned_images.md's ImageFolder examples loaded by Hugging Face's own
+    ImageFolder (``load_dataset("imagefolder")``, offline) give the images, captions and
+    classes our reader gives: the layout is really theirs."""
+    datasets = hf_datasets()
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # its cache: nothing outside tmp_path
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    examples = [
+        ("metadata.csv", doc_blocks("csv", MANIFEST_DOC)[0]),
+        ("metadata.jsonl", doc_blocks("json", MANIFEST_DOC)[0]),
+    ]
+    for name, text in examples:
+        folder = tmp_path / name.replace(".", "_")
+        for i, file in enumerate(("0001.jpg", "pets/0002.png")):
+            draw(folder / file, "red", SHAPES[i], "blue", size=(16, 16))
+        manifest = read_manifest(write_text(folder / name, text))
+        ours = [(row.file, list(row.captions), row.label) for row in manifest.rows]
+        loaded = datasets.load_dataset("imagefolder", data_dir=str(folder), split="train")
+        loaded = loaded.cast_column("image", datasets.Image(decode=False))
+        theirs = [
+            (
+                Path(r["image"]["path"]).relative_to(folder).as_posix(),
+                r["text"] if isinstance(r["text"], list) else [r["text"]],
+                r["class"],
+            )
+            for r in loaded
+        ]
+        assert sorted(theirs) == sorted(ours) and len(ours) == (3 if name.endswith(".csv") else 2), name
 
 
 def write_text(path: Path, text: str) -> Path:

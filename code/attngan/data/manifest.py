@@ -173,6 +173,8 @@ def _jsonl_records(path: Path, text: str) -> tuple[Columns, list[tuple[int, dict
                 f"got {line.strip()[:80]!r}"
             )
         records.append((number, record))
+    if not records:
+        raise DatasetError(f"{path}: the manifest lists no image")
     names = list(dict.fromkeys(name for _, record in records for name in record))  # every line's, in order
     return _columns(path, names, "fields"), records
 
