@@ -24,6 +24,7 @@ from attngan.evaluation import evaluate, parse_metrics
 from attngan.evaluation.captions import sample_rows
 from attngan.evaluation.folder import MANIFEST, read_folder
 from attngan.models import build_generator, build_image_encoder, build_text_encoder
+from test_make_dataset import hf_datasets
 
 CPU = torch.device("cpu")
 TEST_IMAGES, CAPTIONS = 3, 10
@@ -89,11 +90,11 @@ def test_samples_cycle_through_every_caption_of_every_test_image(cfg, tmp_path):
     assert [(line["key"], line["caption_index"]) for line in lines] == expected
     for i, line in enumerate(lines):
         words = [text.ixtoword[w] for w in text.test_captions[i % 30]][: cfg.TEXT.WORDS_NUM]
-        assert line["file"] == f"{i:06d}.png" and (tmp_path / "images" / line["file"]).is_file()
+        assert line["file_name"] == f"{i:06d}.png" and (tmp_path / "images" / line["file_name"]).is_file()
         if len(text.test_captions[i % 30]) <= cfg.TEXT.WORDS_NUM:
-            assert line["caption"] == " ".join(words)
+            assert line["text"] == " ".join(words)
     # The cycle repeats the same caption text (longer captions keep the same sampled words).
-    assert [line["caption"] for line in lines[30:]] == [line["caption"] for line in lines[:5]]
+    assert [line["text"] for line in lines[30:]] == [line["text"] for line in lines[:5]]
 
 
 def test_same_seed_same_numbers_and_no_side_effects(cfg, tmp_path):
@@ -223,8 +224,9 @@ def test_unknown_metric_and_bad_sizes_are_clear_errors(cfg, tmp_path, capsys):
 
 
 def write_folder(folder, lines, images=()):
+    """``lines`` as a captions.jsonl (the name --save_images wrote before metadata.jsonl)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / MANIFEST).write_text("\n".join(lines) + "\n")
+    (folder / "captions.jsonl").write_text("\n".join(lines) + "\n")
     for name in images:
         shutil.copy(next((folder.parent / "good").glob("*.png")), folder / name)
 
@@ -269,7 +271,7 @@ def test_bad_folders_name_the_file_and_line(cfg, tmp_path, good_folder):
     # Found only when read or encoded: a corrupt image, one of another size, a caption of unknown words.
     shutil.copytree(good_folder, tmp_path / "corrupt")
     (tmp_path / "corrupt" / "000007.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match=r"captions.jsonl line 8: cannot read image .*corrupt/000007.png"):
+    with pytest.raises(DataError, match=r"metadata.jsonl line 8: cannot read image .*corrupt/000007.png"):
         evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=tmp_path / "corrupt")
     shutil.copytree(good_folder, tmp_path / "sizes")
     Image.new("RGB", (64, 64)).save(tmp_path / "sizes" / "000003.png")
@@ -277,40 +279,43 @@ def test_bad_folders_name_the_file_and_line(cfg, tmp_path, good_folder):
         evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=tmp_path / "sizes")
     shutil.copytree(good_folder, tmp_path / "unknown")
     lines = manifest_lines(good_folder)
-    lines[5]["caption"] = "zebra"
+    lines[5]["text"] = "zebra"
     (tmp_path / "unknown" / MANIFEST).write_text("\n".join(map(json.dumps, lines)) + "\n")
     with pytest.raises(
-        ValueError, match=r"unknown/captions.jsonl line 6: caption 'zebra' has no word in the vocabulary"
+        ValueError, match=r"unknown/metadata.jsonl line 6: caption 'zebra' has no word in the vocabulary"
     ):
         evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=tmp_path / "unknown")
     assert not (tmp_path / "out").exists()  # nothing written on an error
 
 
-def test_an_imagefolder_metadata_file_scores_the_same(cfg, tmp_path, good_folder):
-    """The saved folder's captions.jsonl as Hugging Face ImageFolder's metadata.jsonl and
-    metadata.csv (file_name, text, class_id): the same images, captions and classes, and
+def test_imagefolder_metadata_and_todays_names_score_the_same(cfg, tmp_path, good_folder):
+    """--save_images writes Hugging Face ImageFolder's metadata.jsonl (file_name, text,
+    class_id); the same rows as a metadata.csv, and as the captions.jsonl with file and
+    caption that it wrote before, read as the same images, captions and classes, and score
     the same numbers."""
     lines = manifest_lines(good_folder)
-    hf = [{"file_name": line["file"], "text": line["caption"], "class_id": line["class_id"]} for line in lines]
-    for name in ("metadata.jsonl", "metadata.csv"):
+    assert list(lines[0]) == ["file_name", "text", "class_id", "key", "caption_index"]
+    rows = [{"file_name": line["file_name"], "text": line["text"], "class_id": line["class_id"]} for line in lines]
+    today = [{"file": row["file_name"], "caption": row["text"], "class_id": row["class_id"]} for row in rows]
+    expected = read_folder(good_folder).entries
+    assert -1 not in {e.class_id for e in expected}  # classes given, and compared
+    for name, content in (("metadata.csv", rows), ("captions.jsonl", today)):
         folder = shutil.copytree(good_folder, tmp_path / name.replace(".", "_"))
         (folder / MANIFEST).unlink()
         if name.endswith(".jsonl"):
-            (folder / name).write_text("".join(json.dumps(row) + "\n" for row in hf))
+            (folder / name).write_text("".join(json.dumps(row) + "\n" for row in content))
         else:
             with (folder / name).open("w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(hf[0]))
+                writer = csv.DictWriter(f, fieldnames=list(content[0]))
                 writer.writeheader()
-                writer.writerows(hf)
+                writer.writerows(content)
         read = read_folder(folder)
         assert read.manifest == folder / name
-        expected = read_folder(good_folder).entries
         assert [(e.path.name, e.caption, e.class_id) for e in read.entries] == [
             (e.path.name, e.caption, e.class_id) for e in expected
         ]
-        assert -1 not in {e.class_id for e in expected}  # classes given, and compared
     metrics = evaluate(cfg, CPU, {"rp"}, tmp_path / "a", image_dir=good_folder)["metrics"]
-    assert evaluate(cfg, CPU, {"rp"}, tmp_path / "b", image_dir=tmp_path / "metadata_jsonl")["metrics"] == metrics
+    assert evaluate(cfg, CPU, {"rp"}, tmp_path / "b", image_dir=tmp_path / "captions_jsonl")["metrics"] == metrics
     # A manifest without a file column: one error naming the file and the columns it has.
     (tmp_path / "metadata_csv" / "metadata.csv").write_text("path,text\n000000.png,a red circle\n")
     with pytest.raises(
@@ -319,6 +324,19 @@ def test_an_imagefolder_metadata_file_scores_the_same(cfg, tmp_path, good_folder
         r"\(columns found: path, text\)",
     ):
         evaluate(cfg, CPU, {"rp"}, tmp_path / "c", image_dir=tmp_path / "metadata_csv")
+
+
+def test_hugging_face_loads_a_saved_folder(tmp_path, good_folder, monkeypatch):
+    """Hugging Face's own ImageFolder reads --save_images's folder: its images in order, with
+    their captions and classes."""
+    datasets = hf_datasets()
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # its cache: nothing outside tmp_path
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    loaded = datasets.load_dataset("imagefolder", data_dir=str(good_folder), split="train")
+    lines = manifest_lines(good_folder)
+    assert loaded["text"] == [line["text"] for line in lines] and len(lines) == 10
+    assert loaded["class_id"] == [line["class_id"] for line in lines]
+    assert [image.size for image in loaded["image"]] == [(128, 128)] * 10
 
 
 def test_folder_without_class_ids_draws_from_every_test_caption(cfg, tmp_path, good_folder):

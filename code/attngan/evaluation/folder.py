@@ -1,6 +1,6 @@
 """A folder of images with the manifest of their captions (data/manifest.py, the one
 attngan-make-dataset reads): read back and scored (``--image_dir``), or written while
-generating (``--save_images``, a ``captions.jsonl``)."""
+generating (``--save_images``: Hugging Face ImageFolder's ``metadata.jsonl``)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ..data.manifest import DatasetError, find_manifest, image_path, read_manife
 from ..files import write_atomic
 from .captions import Batch, EvalCaptions, encode, inverse, sample_rows
 
-MANIFEST = "captions.jsonl"
+MANIFEST = "metadata.jsonl"  # what --save_images writes: Hugging Face ImageFolder's
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -118,7 +118,9 @@ def folder_batches(
 
 class ImageSaver:
     """``--save_images``: every scored image as ``images/<index>.png`` and the manifest
-    ``images/captions.jsonl`` (written last), which ``--image_dir`` reads back."""
+    ``images/metadata.jsonl`` (written last; ``file_name``, ``text``, ``class_id``, and the
+    test image's ``key`` and ``caption_index``), which ``--image_dir`` reads back and
+    Hugging Face's ``load_dataset("imagefolder")`` reads too."""
 
     def __init__(self, folder: Path, captions: EvalCaptions | None):
         self.folder, self.captions, self.lines = folder, captions, []
@@ -128,7 +130,7 @@ class ImageSaver:
             index = batch.start + j
             name = f"{index:06d}.png"
             write_atomic(self.folder / name, png_bytes(pixels))
-            record = {"file": name, "caption": batch.texts[j], "class_id": int(batch.classes[j])}
+            record = {"file_name": name, "text": batch.texts[j], "class_id": int(batch.classes[j])}
             if self.captions is not None:
                 row = int(sample_rows(index, index + 1, len(self.captions))[0])
                 record.update(key=self.captions.keys[row], caption_index=row % self.captions.captions_per_image)

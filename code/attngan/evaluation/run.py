@@ -65,7 +65,7 @@ def evaluate(
     world: World = SINGLE,
 ) -> dict[str, Any]:
     """Score a generator (or, with ``image_dir`` / EVAL.IMAGE_DIR, a folder of images with
-    its ``captions.jsonl``) on ``metrics`` (names in METRICS); writes ``metrics.json``,
+    its manifest, data/manifest.py) on ``metrics`` (names in METRICS); writes ``metrics.json``,
     ``report.md``, ``samples.png`` and attention figures (and, with ``save_images``,
     every image under ``images/``) into ``out_dir`` and returns the content of metrics.json.
 
