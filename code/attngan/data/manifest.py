@@ -63,11 +63,14 @@ class Row:
 
 @dataclass(frozen=True)
 class Manifest:
+    """A manifest read: its file, its columns and its rows in file order."""
+
     path: Path
     columns: Columns
     rows: list[Row]
 
     def where(self, row: Row) -> str:
+        """'<manifest> line <n>', the start of an error about ``row``."""
         return f"{self.path} line {row.line}"
 
 
