@@ -12,7 +12,7 @@ import yaml
 
 from attngan.checkpoint import load_weights, read_state_dict
 from attngan.cli import main
-from attngan.config import load_config
+from attngan.config import ConfigError, load_config
 from attngan.evaluation.periodic import during_training
 from attngan.losses import KL_loss, discriminator_loss, generator_loss, sent_loss, words_loss
 from attngan.models import build_generator
@@ -138,7 +138,7 @@ def test_bf16_step_is_finite_and_close_to_fp32(tiny_gan, tmp_path):
 def test_unknown_precision_is_an_error(tiny_gan, tmp_path):
     cfg = tiny_gan.cfg()
     cfg.RUN.PRECISION = "fp16"
-    with pytest.raises(ValueError, match="RUN.PRECISION"):
+    with pytest.raises(ConfigError, match="RUN.PRECISION"):
         make_trainer(cfg, tmp_path / "run")
 
 

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from attngan.data.datasets import TextDataset, image_transform
+from attngan.errors import SetupError
 from conftest import TINY_BIRDS, TINY_CPI
 
 
@@ -92,7 +93,7 @@ def test_building_the_cache_leaves_the_global_generators_alone(tiny_birds, tmp_p
 def test_an_unwritable_cache_folder_is_one_clear_error(tiny_birds, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(RuntimeError, match="cannot create the image cache folder .* set RUN.CACHE_DIR"):
+    with pytest.raises(SetupError, match="cannot create the image cache folder .* set RUN.CACHE_DIR"):
         TextDataset(
             tiny_birds,
             "train",

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from attngan.config import load_config
 from attngan.data.datasets import build_dataset
 from attngan.data.synthetic import make_shapes_dataset
+from attngan.errors import DataError
 from attngan.metrics.localisation import (
     Localisation,
     damsm_localisation,
@@ -118,7 +119,7 @@ def test_view_box_follows_the_centre_crop_of_the_original_transform():
 
 def test_missing_objects_json_is_a_clear_error(tmp_path):
     with pytest.raises(
-        FileNotFoundError,
+        DataError,
         match="objects.json.*attention localisation and object match need a "
         "dataset with "
         "objects.json, such as the generated shapes dataset",
