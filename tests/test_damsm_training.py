@@ -5,11 +5,10 @@ import json
 import pytest
 import torch
 
-from attngan.checkpoint import CheckpointError, read_state_dict
+from attngan.checkpoint import CheckpointError, epoch_of, image_encoder_path, read_state_dict
 from attngan.cli import pretrain_damsm_main
 from attngan.config import load_config
 from attngan.data.synthetic import make_shapes_dataset
-from attngan.training.damsm import epoch_of, image_encoder_path
 from conftest import ROOT
 
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tomllib
 from functools import lru_cache
+from pathlib import Path
 
 import pytest
 import yaml
@@ -173,7 +174,9 @@ def test_documented_command_is_current(doc, number, argv):
 
 def test_the_check_sees_the_readme_commands():
     readme = [argv for _, argv in commands(ROOT / "README.md")]
-    assert ["make", "demo"] in readme and any(a[:2] == [".venv/bin/torchrun", "--nproc_per_node"] for a in readme)
+    assert ["make", "demo"] in readme and any(a[:2] == ["make", "test"] for a in readme)
+    distributed = [argv for _, argv in commands(ROOT / "docs" / "distributed.md")]
+    assert any(a[:2] == [".venv/bin/torchrun", "--nproc_per_node"] for a in distributed)
     assert len(CASES) > 40
 
 
@@ -268,3 +271,39 @@ def test_curl_body_is_valid_for_its_route(doc, number, route, body):
 def test_the_block_checks_see_every_kind():
     kinds = {language for _, _, language, _ in TYPED}
     assert {"yaml", "python", "json", "csv"} <= kinds and len(curl_requests()) >= 2
+
+
+# ---------------------------------------------------------------- README's map of the code
+
+
+def code_map() -> list[tuple[str, str]]:
+    """(path, what lives there) of each row of README's map, in order."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- code map: begin -->", 1)[1].split("<!-- code map: end -->", 1)[0]
+    rows = [line.split("|")[1:3] for line in block.splitlines() if line.startswith("| `code/")]
+    return [(path.strip().strip("`"), what) for path, what in rows]
+
+
+def layers() -> list[set[str]]:
+    """The import contract's layers, top to bottom, as module names under attngan."""
+    contract = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]
+    return [{name.strip().removeprefix("attngan.") for name in layer.split("|")} for layer in contract["layers"]]
+
+
+def test_the_map_names_every_package_and_module_in_the_contracts_order():
+    package = ROOT / "code" / "attngan"
+    rows = code_map()
+    names = [Path(path).stem if path.endswith(".py") else Path(path).name for path, _ in rows]
+    for path, what in rows:
+        assert (ROOT / path).exists(), f"README's map: {path} does not exist"
+        if path.endswith("/"):  # a package: every module named in its row
+            modules = {p.name for p in (ROOT / path).glob("*.py")} - {"__init__.py", "__main__.py"}
+            missing = {m for m in modules if f"`{m}`" not in what}
+            assert not missing, f"README's map: {path} does not name {sorted(missing)}"
+    present = {p.stem for p in package.glob("*.py") if p.stem != "__init__"} | {
+        p.name for p in package.iterdir() if (p / "__init__.py").is_file()
+    }
+    assert set(names) == present, f"README's map: missing {present - set(names)}, stale {set(names) - present}"
+    order = [next(i for i, layer in enumerate(layers()) if name in layer) for name in names]
+    assert order == sorted(order), "README's map: rows out of the import contract's order (pyproject.toml)"
+    assert {n for layer in layers() for n in layer} == present, "pyproject's layers: a module is not in the contract"

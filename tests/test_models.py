@@ -204,7 +204,7 @@ def test_pretrained_image_encoder_offline_says_where_to_put_the_weights(monkeypa
         raise OSError("network unreachable")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(RuntimeError, match="inception_v3_google-0cc3c7bd.pth.*DAMSM.INCEPTION_WEIGHTS"):
+    with pytest.raises(SetupError, match="inception_v3_google-0cc3c7bd.pth.*DAMSM.INCEPTION_WEIGHTS"):
         build_image_encoder(load_config(), pretrained=True)
     cfg = load_config()
     cfg.DAMSM.INCEPTION_WEIGHTS = str(tmp_path / "missing.pth")

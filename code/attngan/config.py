@@ -125,8 +125,7 @@ _DEFAULTS: dict[str, Any] = {
         # AttnGAN's G and D arithmetic: 'fp32' (the original) or 'bf16' (autocast; the
         # frozen text encoder, the losses' reductions and the weights stay float32).
         "PRECISION": "fp32",
-        # Speed settings that compute the same numbers (to float32 rounding) (README
-        # "Speed"): Adam's fused kernels on CUDA; convolutions in channels-last layout, and
+        # Speed settings that compute the same numbers (to float32 rounding) (docs/speed.md): Adam's fused kernels on CUDA; convolutions in channels-last layout, and
         # G, the Ds and the image encoder compiled by torch.compile: 'auto' (on CUDA),
         # 'always' or 'never'. Neither paid on the CPU; both stay off until measured on a GPU.
         "FUSED_ADAM": True,
@@ -142,7 +141,7 @@ _DEFAULTS: dict[str, Any] = {
         # mapped; rebuilt when the images change), in CACHE_DIR ('' = DATA_DIR/cache).
         "IMAGE_CACHE": True,
         "CACHE_DIR": "",
-        # Under torchrun (README "Many GPUs"): TRAIN.BATCH_SIZE is the global batch, split
+        # Under torchrun (docs/distributed.md): TRAIN.BATCH_SIZE is the global batch, split
         # across the processes, unless BATCH_PER_PROCESS makes it each process's batch;
         # BatchNorm over the global batch (SyncBatchNorm) on CUDA with SYNC_BN.
         "BATCH_PER_PROCESS": False,

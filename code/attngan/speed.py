@@ -5,7 +5,7 @@ Those that compute the same numbers (to float32 rounding): fused Adam on CUDA
 (RUN.COMPILE), the last two 'auto' (on CUDA), 'always' or 'never' (the default until they
 are measured on a GPU: neither paid on the CPU). Those that change the numbers are
 opt-in: TF32 (RUN.TF32) and bf16 autocast (RUN.PRECISION for G and D, RUN.ENCODER_PRECISION
-for the frozen image encoder of the AttnGAN step). README "Speed" has the measurements.
+for the frozen image encoder of the AttnGAN step). docs/speed.md has the measurements.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 from easydict import EasyDict
 
+from ..checkpoint import image_encoder_path
 from ..data.datasets import build_dataset
 from ..distributed import SINGLE, World, broadcast
 from ..errors import OptionError
@@ -23,7 +24,6 @@ from ..files import write_atomic
 from ..metrics.localisation import load_objects
 from ..metrics.object_match import ObjectJudge, ObjectTally
 from ..runtime import eval_mode, forked_rng
-from ..training.damsm import image_encoder_path
 from .captions import generated_batches, load_eval_captions
 from .folder import MANIFEST, folder_batches, read_manifest
 from .networks import load_networks
