@@ -25,7 +25,13 @@ class Settings:
     max_caption_chars: int = _limit(300, "longest caption, in characters")
     store_images: int = _limit(2000, "images kept for /images/ URLs (oldest out)")
     store_mb: float = _limit(256.0, "megabytes of images kept for /images/ URLs (oldest out)")
-    max_body_bytes: int = _limit(65536, "largest request body")
+    max_body_bytes: int = _limit(
+        65536, "largest request body, counted as it arrives (413 beyond, whatever the framing)"
+    )
+    body_timeout_s: float = _limit(30.0, "a request whose body is not all in after this many seconds gets 408")
+    health_stall_s: float = _limit(
+        120.0, "/v1/health fails (503) while a generator call, or a request waiting with none running, is older"
+    )
     render_threads: int = _limit(HALF_THE_CPUS, "threads encoding PNGs (default: half the CPUs)")
 
     def check(self) -> None:
