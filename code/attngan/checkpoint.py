@@ -9,8 +9,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .files import write_atomic
 from .errors import UserError
+from .files import write_atomic
 
 
 class CheckpointError(UserError):
@@ -44,10 +44,10 @@ def read_state_dict(path: str | Path) -> "OrderedDict[str, torch.Tensor]":
     ``module.`` prefix."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - unreadable in many ways, one message
+    except Exception as err:
         raise CheckpointError(f"{path}: not a readable PyTorch state_dict ({err})") from err
     if not isinstance(state, dict):
         raise CheckpointError(

@@ -24,9 +24,9 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, Featu
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from ..errors import DataError, SetupError, user_path
 from ..files import write_atomic
 from ..visualize import quantise
-from ..errors import SetupError
 
 INCEPTION_WEIGHTS_URL = URL_INCEPTION_V3
 INCEPTION_WEIGHTS_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]  # weights-inception-2015-12-05-6726825d.pth
@@ -194,14 +194,14 @@ class ImageQuality:
 
     def load_real_statistics(self, path: str | os.PathLike) -> None:
         """Use the real statistics saved by ``save_real_statistics`` instead of ``update_real``."""
-        with np.load(path) as saved:
+        with user_path(path, "cannot read FID statistics"), np.load(path) as saved:
             mu, sigma, n = (
                 torch.as_tensor(saved[key], dtype=torch.float64, device=self.device)
                 for key in ("mu", "sigma", "num_images")
             )
         fid = self._fid_metric(len(mu))
         if fid.real_features_sum.shape != mu.shape:
-            raise ValueError(
+            raise DataError(
                 f"{path} holds {len(mu)}-d statistics, the network gives {len(fid.real_features_sum)}-d features"
             )
         fid.real_features_sum = mu * n
