@@ -183,13 +183,14 @@ OUTSIDE = [  # files the server can read, and what each begins with
     (str(ROOT / "code/attngan/serve/app.py"), '"""The FastAPI app'),
 ]
 
+UP = 16  # levels up: past the root from wherever the server's files lie
 HOSTILE_PATHS = [
-    "/images/../../../../etc/passwd",
-    "/images/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
-    "/images/%2e%2e%2f%2e%2e%2f%2e%2e%2f%2e%2e%2fetc%2fpasswd",
-    "/images/%2E%2E/%2E%2E/pyproject.toml",
-    "/images/..%5C..%5Cpyproject.toml",
-    "/images/%252e%252e%252fpyproject.toml",
+    "/images/" + "../" * UP + "etc/passwd",
+    "/images/" + "..%2F" * UP + "etc%2Fpasswd",
+    "/images/" + "%2e%2e%2f" * UP + "etc%2fpasswd",
+    "/images/" + "%2E%2E/" * UP + "etc/passwd",
+    "/images/" + "..%5C" * UP + "etc%5Cpasswd",
+    "/images/" + "%252e%252e%252f" * UP + "etc%252fpasswd",
     "/images/..",
     "/images/%2e%2e",
     "/images//etc/passwd",
@@ -201,7 +202,7 @@ HOSTILE_PATHS = [
     "/static/../app.py",
     "/static/..%2Fapp.py",
     "/static/%2e%2e/app.py",
-    "/static/%2e%2e%2f%2e%2e%2f%2e%2e%2f%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+    "/static/" + "%2e%2e%2f" * UP + "etc%2fpasswd",
     "/static/%00",
 ]
 
