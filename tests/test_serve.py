@@ -537,11 +537,12 @@ def test_served_images_stay_bounded(cfg):
     [
         (
             ["--set", "TRAIN.NET_G=nowhere/netG.pth"],
-            r"error \(FileNotFoundError\): checkpoint not found: nowhere/netG.pth",
+            r"error \(CheckpointError\): checkpoint not found: nowhere/netG.pth",
         ),
         (["--set", "GAN.GF_DIM=8"], r"error \(CheckpointError\): .*netG_epoch_3.pth: key .* has shape"),
         (["--set", "TRAIN.NOT_A_KEY=1"], r"error \(ConfigError\): .*NOT_A_KEY"),
-        (["--max-batch", "0"], r"error \(ValueError\): --max-batch must be > 0, got 0"),
+        (["--max-batch", "0"], r"error \(OptionError\): --max-batch must be > 0, got 0"),
+        (["--threads", "0"], r"error \(OptionError\): --threads must be > 0, got 0"),
     ],
 )
 def test_start_up_errors_are_one_line(cfg, capsys, change, message):

@@ -28,6 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
+from ..errors import CaptionError
 from . import render
 from .batching import BatcherStopped, CallFailed, MicroBatcher, QueueFull
 from .body import BodyError, BodyGuard
@@ -121,7 +122,7 @@ class Service:
                 raise RequestError(where, f"{len(text)} characters; at most {s.max_caption_chars}")
             try:
                 checked.append(self.engine.caption(text, where))
-            except ValueError as err:
+            except CaptionError as err:
                 raise RequestError(where, str(err).removeprefix(f"{where}: ")) from None
         return checked
 

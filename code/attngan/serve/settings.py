@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 
+from ..errors import OptionError
+
 HALF_THE_CPUS = max(1, (os.cpu_count() or 1) // 2)
 
 
@@ -35,9 +37,9 @@ class Settings:
     render_threads: int = _limit(HALF_THE_CPUS, "threads encoding PNGs (default: half the CPUs)")
 
     def check(self) -> None:
-        """Each limit positive (the wait window may be 0); a ValueError names the option."""
+        """Each limit positive (the wait window may be 0); an OptionError names the option."""
         for name, value in asdict(self).items():
             if value < 0 or (value == 0 and name != "max_wait_ms"):
-                raise ValueError(
+                raise OptionError(
                     f"--{name.replace('_', '-')} must be {'>= 0' if name == 'max_wait_ms' else '> 0'}, got {value}"
                 )
