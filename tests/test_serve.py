@@ -23,11 +23,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import ROOT, require_module
+from conftest import ROOT
+from optional import need
 
 for extra in ("fastapi", "uvicorn"):
-    require_module(extra, "the serve extra is not installed (pip install -e '.[serve]')")
-httpx = require_module("httpx", "httpx (test extra) is not installed")
+    need(extra, "the serve extra: pip install -e '.[serve]'")
+httpx = need("httpx", "the test extra: pip install -e '.[test]'")
 import uvicorn  # noqa: E402
 
 from attngan.cli import sample_main  # noqa: E402

@@ -5,7 +5,7 @@ decodes; then change one word and check that the new image is the changed captio
 from the same noise. Set ATTNGAN_SCREENSHOT=path to keep a screenshot of the page.
 
 Without Chromium, its driver or Selenium the test skips, saying why; under CI=true it
-fails (conftest.require), since .ci/run installs them."""
+fails (tests/optional.py), since .ci/run installs them."""
 
 import base64
 import os
@@ -14,10 +14,10 @@ import sys
 
 import pytest
 
-import conftest
-from conftest import require, require_module
+import optional
+from optional import need
 
-webdriver = require_module("selenium.webdriver", "selenium (test extra) is not installed")
+webdriver = need("selenium.webdriver", "the test extra: pip install -e '.[test]'")
 from selenium.common.exceptions import TimeoutException, WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
@@ -28,6 +28,15 @@ from test_serve import CPU, LiveServer, cfg, httpx, pixels  # noqa: E402,F401  (
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
+
+
+def require(available: bool, reason: str) -> None:
+    """Skip for want of the browser, saying ``reason``; under CI=true fail instead."""
+    if not available:
+        if optional.in_ci():
+            pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+
 
 ALL_DECODED = "return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
 
@@ -61,7 +70,7 @@ def browser():
 @pytest.mark.parametrize("ci", [True, False])
 def test_without_chromium_the_browser_test_fails_under_ci_and_skips_elsewhere(monkeypatch, ci):
     monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", None)
-    monkeypatch.setattr(conftest, "ON_CI", ci)
+    monkeypatch.setattr(optional, "in_ci", lambda: ci)
     outcome = pytest.fail.Exception if ci else pytest.skip.Exception
     with pytest.raises(outcome, match="no headless browser: apt-get install chromium chromium-driver"):
         start_chromium()
