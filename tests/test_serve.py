@@ -23,9 +23,12 @@ import pytest
 import yaml
 from PIL import Image
 
-pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[serve]')")
-pytest.importorskip("uvicorn", reason="the serve extra is not installed (pip install -e '.[serve]')")
-httpx = pytest.importorskip("httpx", reason="httpx (test extra) is not installed")
+from conftest import ROOT
+from optional import need
+
+for extra in ("fastapi", "uvicorn"):
+    need(extra, "the serve extra: pip install -e '.[serve]'")
+httpx = need("httpx", "the test extra: pip install -e '.[test]'")
 import uvicorn  # noqa: E402
 
 from attngan.cli import sample_main  # noqa: E402
@@ -38,7 +41,6 @@ from attngan.serve.engine import Engine  # noqa: E402
 from attngan.serve.settings import Settings  # noqa: E402
 from attngan.serve.store import ImageStore  # noqa: E402
 from attngan.visualize import LABEL_HEIGHT  # noqa: E402
-from conftest import ROOT  # noqa: E402
 from test_sampling import CPU, tiny_cfg  # noqa: E402
 
 CAPTION = "a red circle at the top left on a blue background"
@@ -283,8 +285,12 @@ def test_info_and_health(client, cfg):
     assert {c["role"]: (c["path"], c["sha256"]) for c in info["checkpoints"]} == {
         role: (path, hashlib.sha256(open(path, "rb").read()).hexdigest()) for role, path in files.items()
     }
-    health = client.get("/v1/health").json()
-    assert health["status"] == "ok" and health["busy"] is False and health["waiting"] == 0
+    assert client.post("/v1/generate", json={"captions": [CAPTION]}).status_code == 200
+    health = client.get("/v1/health")
+    assert health.status_code == 200 and health.json()["status"] == "ok" and health.json()["problems"] == []
+    batcher = health.json()["batcher"]
+    assert batcher["alive"] is True and batcher["busy"] is False and batcher["waiting"] == 0
+    assert batcher["last_call_error"] is None and 0 <= batcher["last_call_age_s"] < 30
 
 
 def test_openapi_docs_and_the_page_load_nothing_from_elsewhere(client):
@@ -398,8 +404,10 @@ def test_50_concurrent_requests_are_batched_and_equal_to_each_served_alone(serve
     thread.start()
     assert gate.entered.wait(30)
     # the model is held inside its first call: health still answers, and says so
-    wait_until(lambda: client.get("/v1/health").json()["waiting"] == 50 - gate.held, "the requests to queue up")
-    assert client.get("/v1/health").json()["busy"] is True
+    wait_until(
+        lambda: client.get("/v1/health").json()["batcher"]["waiting"] == 50 - gate.held, "the requests to queue up"
+    )
+    assert client.get("/v1/health").json()["batcher"]["busy"] is True
     gate.open()
     thread.join(60)
     responses = results["r"]
@@ -427,7 +435,7 @@ def test_full_queue_is_503_with_retry_after(cfg):
         assert gate.entered.wait(30)  # the first request is in the model: the queue is empty
         queued = threading.Thread(target=lambda: results.update(queued=asyncio.run(post_all(live.url, [body] * 2))))
         queued.start()
-        wait_until(lambda: c.get("/v1/health").json()["waiting"] == 2, "two requests waiting")
+        wait_until(lambda: c.get("/v1/health").json()["batcher"]["waiting"] == 2, "two requests waiting")
         full = c.post("/v1/generate", json=body)
         assert full.status_code == 503 and int(full.headers["retry-after"]) >= 1
         assert full.json()["error"].startswith("the queue is full (2 requests waiting)")
@@ -530,11 +538,12 @@ def test_served_images_stay_bounded(cfg):
     [
         (
             ["--set", "TRAIN.NET_G=nowhere/netG.pth"],
-            r"error \(FileNotFoundError\): checkpoint not found: nowhere/netG.pth",
+            r"error \(CheckpointError\): checkpoint not found: nowhere/netG.pth",
         ),
         (["--set", "GAN.GF_DIM=8"], r"error \(CheckpointError\): .*netG_epoch_3.pth: key .* has shape"),
         (["--set", "TRAIN.NOT_A_KEY=1"], r"error \(ConfigError\): .*NOT_A_KEY"),
-        (["--max-batch", "0"], r"error \(ValueError\): --max-batch must be > 0, got 0"),
+        (["--max-batch", "0"], r"error \(OptionError\): --max-batch must be > 0, got 0"),
+        (["--threads", "0"], r"error \(OptionError\): --threads must be > 0, got 0"),
     ],
 )
 def test_start_up_errors_are_one_line(cfg, capsys, change, message):

@@ -111,7 +111,7 @@ class Engine:
 
     def caption(self, text: str, where: str) -> Caption:
         """``text`` checked and encoded as ``attngan-sample --caption``; a caption without any
-        known word is a ValueError starting with ``where``."""
+        known word is a CaptionError starting with ``where``."""
         kept, dropped = caption_words(text, self.wordtoix, where)
         return Caption(text, tokenize(text), kept, dropped, [self.wordtoix[w] for w in kept])
 
