@@ -3,6 +3,7 @@ CUB- and COCO-layout data folders and a crafted text encoder. pytest finds the f
 here without an import; the plain helpers and constants are imported from ``conftest``.
 A test module never imports another one (tests/test_layout.py)."""
 
+import json
 import os
 import pickle
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "code"))
@@ -25,7 +27,7 @@ from attngan.checkpoint import save_weights  # noqa: E402
 from attngan.config import load_config  # noqa: E402
 from attngan.data.synthetic import make_shapes_dataset  # noqa: E402
 from attngan.data.text import load_text_data  # noqa: E402
-from attngan.models import build_image_encoder, build_text_encoder  # noqa: E402
+from attngan.models import build_generator, build_image_encoder, build_text_encoder  # noqa: E402
 
 # ---- the tiny AttnGAN: test_gan_training, test_resume, test_distributed ----------------------
 
@@ -183,3 +185,51 @@ class ColourText(nn.Module):
     def forward(self, captions, cap_lens, hidden=None):
         emb = self.table[captions[:, : int(cap_lens.max())]].transpose(1, 2)  # [B,C,T]
         return emb, emb.sum(2)
+
+
+# ---------------------------------------------------------------- a tiny generator to sample and serve
+
+CPU = torch.device("cpu")
+TINY_EVAL = {  # a tiny eval config: stages 64 and 128, batch 2
+    "GAN": {"GF_DIM": 4, "Z_DIM": 8, "CONDITION_DIM": 4, "R_NUM": 1, "DF_DIM": 4},
+    "TEXT": {"EMBEDDING_DIM": 16, "CAPTIONS_PER_IMAGE": 10, "WORDS_NUM": 12},
+    "TREE": {"BRANCH_NUM": 2, "BASE_SIZE": 64},
+    "TRAIN": {"FLAG": False, "BATCH_SIZE": 2},
+    "WORKERS": 0,
+    "GPU_ID": -1,
+    "CUDA": False,
+}
+
+
+def tiny_eval_cfg(data, models, name="netG_epoch_3", **changes):
+    """A tiny eval config with random-weight G and text encoder saved under ``models``."""
+    cfg = load_config()
+    for section, values in TINY_EVAL.items():
+        if isinstance(values, dict):
+            cfg[section].update(values)
+        else:
+            cfg[section] = values
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        cfg[section][key] = value
+    cfg.DATA_DIR = str(data)
+    n_words = load_text_data(data, 10).n_words
+    torch.manual_seed(0)
+    cfg.TRAIN.NET_G, cfg.TRAIN.NET_E = str(models / f"{name}.pth"), str(models / "text_encoder3.pth")
+    save_weights(build_generator(cfg), cfg.TRAIN.NET_G)
+    save_weights(build_text_encoder(cfg, n_words), cfg.TRAIN.NET_E)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def serve_cfg(tmp_path_factory):
+    """A tiny eval config (stages 64 and 128, TRAIN.BATCH_SIZE 2) with random weights, and
+    its YAML file (cfg.FILE) for the command lines: what the serving tests serve."""
+    root = tmp_path_factory.mktemp("serve")
+    make_shapes_dataset(root / "shapes", num_images=18, image_size=32, seed=5)
+    cfg = tiny_eval_cfg(root / "shapes", root / "models")
+    cfg.CONFIG_NAME, cfg.DATASET_NAME = "tiny", "shapes"
+    path = root / "tiny.yml"
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(cfg))))
+    cfg.FILE = str(path)
+    return cfg

@@ -24,7 +24,7 @@ from attngan.evaluation import evaluate, parse_metrics
 from attngan.evaluation.captions import sample_rows
 from attngan.evaluation.folder import MANIFEST, read_folder
 from attngan.models import build_generator, build_image_encoder, build_text_encoder
-from test_make_dataset import hf_datasets
+from optional import need
 
 CPU = torch.device("cpu")
 TEST_IMAGES, CAPTIONS = 3, 10
@@ -329,7 +329,7 @@ def test_imagefolder_metadata_and_todays_names_score_the_same(cfg, tmp_path, goo
 def test_hugging_face_loads_a_saved_folder(tmp_path, good_folder, monkeypatch):
     """Hugging Face's own ImageFolder reads --save_images's folder: its images in order, with
     their captions and classes."""
-    datasets = hf_datasets()
+    datasets = need("datasets", "pip install -e '.[test]'")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # its cache: nothing outside tmp_path
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     loaded = datasets.load_dataset("imagefolder", data_dir=str(good_folder), split="train")

@@ -8,14 +8,6 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 
-# Cross-imports still to be moved into conftest.py, with the test modules they import. An
-# entry that no longer imports what it says fails too, so the list only shrinks.
-NOT_YET_MOVED = {
-    "test_serve.py": {"test_sampling"},
-    "test_serve_browser.py": {"test_serve"},
-}
-
-
 def names_of_test_modules(folder: Path) -> set[str]:
     return {path.stem for path in folder.glob("test_*.py")}
 
@@ -52,7 +44,7 @@ def test_no_test_module_imports_another():
         imported = imported_test_modules(path.read_text(encoding="utf-8"), modules - {path.stem})
         if imported:
             found[path.relative_to(TESTS).as_posix()] = imported
-    assert found == NOT_YET_MOVED, (
-        "left: the test modules each test file imports; right: NOT_YET_MOVED. Move what they share "
-        "into tests/conftest.py, and drop an entry of NOT_YET_MOVED once its import is gone"
+    assert found == {}, (
+        "test files importing test modules: move what they share into tests/conftest.py (fixtures) "
+        "or a helper module without the test_ prefix (tests/serving.py, tests/optional.py)"
     )

@@ -6,7 +6,6 @@ check it, pretrain DAMSM, train AttnGAN, sample, evaluate."""
 import csv
 import importlib
 import json
-import os
 import pickle
 import re
 import shlex
@@ -21,6 +20,7 @@ from attngan.data.check import check_dataset
 from attngan.data.make_dataset import load_image, main, make_dataset
 from attngan.data.manifest import DatasetError, read_manifest
 from conftest import ROOT
+from optional import need
 
 DOC = ROOT / "docs" / "own_data.md"
 MANIFEST_DOC = ROOT / "docs" / "captioned_images.md"
@@ -601,15 +601,8 @@ def test_doc_manifest_examples_read_the_same(tmp_path):
 
 
 def hf_datasets():
-    """Hugging Face's ``datasets`` (the test extra): skipped where it is missing, except
-    under CI=true, where a missing one fails."""
-    try:
-        import datasets
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true and Hugging Face datasets is not installed (pip install -e '.[test]')")
-        pytest.skip("Hugging Face datasets is not installed (the test extra has it)")
-    return datasets
+    """Hugging Face's ``datasets`` (the test extra)."""
+    return need("datasets", "pip install -e '.[test]'")
 
 
 def test_hugging_face_reads_the_doc_examples_as_we_do(tmp_path, monkeypatch):

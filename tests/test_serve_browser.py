@@ -24,7 +24,13 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from attngan.serve.app import create_app  # noqa: E402
 from attngan.serve.engine import Engine  # noqa: E402
-from test_serve import CPU, LiveServer, cfg, httpx, pixels  # noqa: E402,F401  (cfg: a fixture)
+from serving import CPU, LiveServer, httpx, pixels  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cfg(serve_cfg):
+    return serve_cfg
+
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")

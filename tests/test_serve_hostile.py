@@ -17,7 +17,13 @@ import time
 import pytest
 
 from conftest import ROOT
-from test_serve import CAPTION, Gate, cfg, httpx, serve, wait_until  # noqa: F401  (cfg: a fixture; skips without the serve extra)
+from serving import CAPTION, Gate, httpx, serve, wait_until  # skips without the serve extra
+
+
+@pytest.fixture(scope="module")
+def cfg(serve_cfg):
+    return serve_cfg
+
 
 BODY = json.dumps({"captions": [CAPTION], "seed": 3, "format": "base64"}).encode()
 
