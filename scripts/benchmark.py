@@ -38,8 +38,8 @@ from attngan.checkpoint import save_weights  # noqa: E402
 from attngan.config import apply_overrides, load_config  # noqa: E402
 from attngan.data.datasets import build_dataset, prepare_data  # noqa: E402
 from attngan.data.loader import epoch_loader  # noqa: E402
-from attngan.data.synthetic import make_shapes_dataset  # noqa: E402
 from attngan.data.text import load_text_data  # noqa: E402
+from attngan.dataset_tools.synthetic import make_shapes_dataset  # noqa: E402
 from attngan.models import build_generator, build_image_encoder, build_text_encoder  # noqa: E402
 from attngan.runtime import run_dir, seed_everything, select_device  # noqa: E402
 from attngan.speed import adam_options, prepare, set_tf32  # noqa: E402

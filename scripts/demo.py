@@ -26,7 +26,7 @@ from attngan.cli import (  # noqa: E402
     sample_main,
 )
 from attngan.cli import main as attngan_main  # noqa: E402
-from attngan.data.synthetic import COLORS, make_shapes_dataset  # noqa: E402
+from attngan.dataset_tools.synthetic import COLORS, make_shapes_dataset  # noqa: E402
 
 DEMO_DATA = {"num_images": 3600, "max_objects": 1, "object_scale": 2.0, "colors": ["red", "green", "blue", "yellow"]}
 # --long: the recipe measured to draw the named shape for 43 % of test captions after 7,480 steps

@@ -25,8 +25,8 @@ from PIL import Image  # noqa: E402
 
 from attngan.checkpoint import save_weights  # noqa: E402
 from attngan.config import load_config  # noqa: E402
-from attngan.data.synthetic import make_shapes_dataset  # noqa: E402
 from attngan.data.text import load_text_data  # noqa: E402
+from attngan.dataset_tools.synthetic import make_shapes_dataset  # noqa: E402
 from attngan.models import build_generator, build_image_encoder, build_text_encoder  # noqa: E402
 
 # ---- the tiny AttnGAN: test_gan_training, test_resume, test_distributed ----------------------

@@ -28,8 +28,8 @@ import yaml
 from attngan import cli, run_folder
 from attngan.checkpoint import save_weights
 from attngan.config import load_config
-from attngan.data import check, make_dataset, synthetic
-from attngan.data.synthetic import make_shapes_dataset
+from attngan.dataset_tools import check, make_dataset, synthetic
+from attngan.dataset_tools.synthetic import make_shapes_dataset
 from attngan.errors import one_line
 from attngan.models import build_generator, build_text_encoder
 from attngan.models.encoders import CompactImageEncoder

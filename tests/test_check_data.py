@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from attngan.data.check import Problem, check_dataset, main
 from attngan.data.pickles import load_pickle
-from attngan.data.synthetic import make_shapes_dataset
+from attngan.dataset_tools.check import Problem, check_dataset, main
+from attngan.dataset_tools.synthetic import make_shapes_dataset
 
 CPI = 10
 

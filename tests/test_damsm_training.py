@@ -8,7 +8,7 @@ import torch
 from attngan.checkpoint import CheckpointError, epoch_of, image_encoder_path, read_state_dict
 from attngan.cli import pretrain_damsm_main
 from attngan.config import load_config
-from attngan.data.synthetic import make_shapes_dataset
+from attngan.dataset_tools.synthetic import make_shapes_dataset
 from conftest import ROOT
 
 

@@ -169,7 +169,7 @@ def test_sigterm_to_the_torchrun_group_saves_one_state_that_resumes_on_one_proce
 
 
 def test_two_nodes_on_one_machine_pretrain_damsm(tmp_path):
-    from attngan.data.synthetic import make_shapes_dataset
+    from attngan.dataset_tools.synthetic import make_shapes_dataset
 
     data = tmp_path / "shapes"
     make_shapes_dataset(data, num_images=30, image_size=32, seed=5)  # 25 train, 5 test images

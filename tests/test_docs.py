@@ -307,3 +307,28 @@ def test_the_map_names_every_package_and_module_in_the_contracts_order():
     order = [next(i for i, layer in enumerate(layers()) if name in layer) for name in names]
     assert order == sorted(order), "README's map: rows out of the import contract's order (pyproject.toml)"
     assert {n for layer in layers() for n in layer} == present, "pyproject's layers: a module is not in the contract"
+
+
+# ---------------------------------------------------------------- config keys named in the docs
+
+CONFIG_KEY = re.compile(r"`((?:[A-Z][A-Z0-9_]*\.)+[A-Z][A-Z0-9_]*)")
+MISTAKES_SHOWN = {"TRAIN.BATCHSIZE"}  # docs/errors.md's example of an unknown key
+
+
+def has_key(cfg, dotted: str) -> bool:
+    node = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
+def test_every_config_key_a_page_names_exists(doc):
+    """`SECTION.KEY` written in a page (in backticks) is a key of the config, so that a
+    renamed or removed key cannot linger in the docs."""
+    defaults = load_config()
+    named = set(CONFIG_KEY.findall(doc.read_text())) - MISTAKES_SHOWN
+    stale = sorted(key for key in named if not has_key(defaults, key))
+    assert not stale, f"{doc.name}: not config keys: {stale}"

@@ -17,8 +17,8 @@ from PIL import Image
 from attngan.checkpoint import save_weights
 from attngan.cli import eval_main as main
 from attngan.config import load_config
-from attngan.data.synthetic import make_shapes_dataset
 from attngan.data.text import load_text_data
+from attngan.dataset_tools.synthetic import make_shapes_dataset
 from attngan.errors import CaptionError, DataError, OptionError
 from attngan.evaluation import evaluate, parse_metrics
 from attngan.evaluation.captions import sample_rows

@@ -8,6 +8,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 
+
 def names_of_test_modules(folder: Path) -> set[str]:
     return {path.stem for path in folder.glob("test_*.py")}
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from attngan.config import load_config
 from attngan.data.datasets import build_dataset
-from attngan.data.synthetic import make_shapes_dataset
+from attngan.dataset_tools.synthetic import make_shapes_dataset
 from attngan.errors import DataError
 from attngan.metrics.localisation import (
     Localisation,

@@ -16,9 +16,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from attngan.config import load_config
-from attngan.data.check import check_dataset
-from attngan.data.make_dataset import load_image, main, make_dataset
 from attngan.data.manifest import DatasetError, read_manifest
+from attngan.dataset_tools.check import check_dataset
+from attngan.dataset_tools.make_dataset import load_image, main, make_dataset
 from conftest import ROOT
 from optional import need
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from attngan.data.synthetic import COLORS, SHAPES, draw_object, make_shapes_dataset
+from attngan.dataset_tools.synthetic import COLORS, SHAPES, draw_object, make_shapes_dataset
 from attngan.metrics.localisation import load_objects
 from attngan.metrics.object_match import ObjectJudge, ObjectTally
 

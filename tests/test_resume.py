@@ -17,7 +17,7 @@ import yaml
 from attngan.checkpoint import CheckpointError, read_state_dict
 from attngan.cli import main, pretrain_damsm_main
 from attngan.config import apply_overrides, load_config
-from attngan.data.synthetic import make_shapes_dataset
+from attngan.dataset_tools.synthetic import make_shapes_dataset
 from attngan.runtime import run_dir, seed_everything
 from attngan.training.damsm import train_damsm
 from attngan.training.state import checksum_of, load_state, previous_of, save_state

@@ -16,8 +16,8 @@ from attngan.checkpoint import CheckpointError
 from attngan.cli import sample_main
 from attngan.config import load_config
 from attngan.data.pickles import load_pickle, save_pickle
-from attngan.data.synthetic import make_shapes_dataset
 from attngan.data.text import load_text_data
+from attngan.dataset_tools.synthetic import make_shapes_dataset
 from attngan.errors import CaptionError
 from attngan.generation import encode_captions, generate, load_models
 from attngan.runtime import seed_everything

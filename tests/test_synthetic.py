@@ -1,4 +1,4 @@
-"""Tests of the synthetic shapes dataset (attngan.data.synthetic)."""
+"""Tests of the synthetic shapes dataset (attngan.dataset_tools.synthetic)."""
 
 import json
 import pickle
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from attngan.data import synthetic
-from attngan.data.synthetic import COLORS, SHAPES, class_id, main, make_shapes_dataset
+from attngan.dataset_tools import synthetic
+from attngan.dataset_tools.synthetic import COLORS, SHAPES, class_id, main, make_shapes_dataset
 from attngan.errors import OptionError
 
 NUM_IMAGES, IMAGE_SIZE = 24, 32

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from attngan.config import load_config
 from attngan.data.datasets import build_dataset
-from attngan.data.synthetic import make_shapes_dataset
+from attngan.dataset_tools.synthetic import make_shapes_dataset
 from attngan.metrics.localisation import load_objects
 from attngan.metrics.word_swap import swap_variants, word_swap_accuracy
 from attngan.models import build_image_encoder, build_text_encoder

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from skimage.measure import label
 
-from attngan.data.synthetic import draw_object
+from attngan.data.shapes import draw_object
 
 COLOUR_TOLERANCE = 80.0
 MIN_AREA, MAX_AREA = 0.003, 0.7

@@ -39,12 +39,12 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from attngan.config import differences, load_config
-from attngan.data.check import scan_dataset
 from attngan.data.datasets import enlarged
-from attngan.data.grouping import Entry, fit_captions, group_rows
 from attngan.data.manifest import DatasetError, find_manifest, read_manifest
 from attngan.data.text import tokenize
-from attngan.data.writing import (
+from attngan.dataset_tools.check import scan_dataset
+from attngan.dataset_tools.grouping import Entry, fit_captions, group_rows
+from attngan.dataset_tools.writing import (
     check_out_dir,
     make_layout,
     save_captions,
