@@ -137,7 +137,8 @@ class Prepared:
     """A workload built for one setting: ``step(batch)`` on the batches of ``batches``
     (endless), ``first_batch`` for the compared first step, ``values(output of the first
     step)`` -> the tensors compared, ``per_step`` images a step, ``steps_per_call`` batches
-    a call of ``step`` (eval: one call generates a round's batches)."""
+    a call of ``step`` (eval: one call generates a round's batches), ``losses``: whether a
+    step returns its losses (which the reference reads back)."""
 
     step: Callable[[Any], Any]
     batches: Iterator[Any]
@@ -145,6 +146,7 @@ class Prepared:
     values: Callable[[Any], dict[str, torch.Tensor]]
     per_step: int
     steps_per_call: int = 1
+    losses: bool = False
 
 
 def batches_of(dataset, cfg, device) -> Iterator:
@@ -170,6 +172,7 @@ def gan_workload(cfg, device, work: Path, steps: int, batch_size: int) -> Prepar
         first_batch(trainer.dataset, cfg),
         values,
         cfg.TRAIN.BATCH_SIZE,
+        losses=True,
     )
 
 
@@ -189,7 +192,9 @@ def damsm_workload(cfg, device, work: Path, steps: int, batch_size: int) -> Prep
     def values(losses):
         return {**gradients({"text": text, "image": image}), **{f"loss/{k}": v.clone() for k, v in losses.items()}}
 
-    return Prepared(step, batches_of(dataset, cfg, device), first_batch(dataset, cfg), values, cfg.TRAIN.BATCH_SIZE)
+    return Prepared(
+        step, batches_of(dataset, cfg, device), first_batch(dataset, cfg), values, cfg.TRAIN.BATCH_SIZE, losses=True
+    )
 
 
 def sample_workload(cfg, device, work: Path, steps: int, batch_size: int) -> Prepared:
@@ -239,9 +244,9 @@ class InProcess:
 
     def __init__(self, name: str, cfg, device, work: Path, workload, warmup: int, extra: dict):
         self.name, self.device, self.tf32, self.peak_gib = name, device, cfg.RUN.TF32, None
-        self.sync_each = SETTINGS[name].get("sync", False)
         set_tf32(self.tf32)
         self.work = workload(cfg, device, work, **extra)
+        self.sync_each = SETTINGS[name].get("sync", False) and self.work.losses
         synchronize(device)
         start = time.perf_counter()
         torch.manual_seed(FIRST_STEP_SEED)
