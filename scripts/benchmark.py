@@ -12,15 +12,16 @@ built once, its first step compared with the reference's and its one-time cost r
 setting in turn, round r starting at the r-th setting (a rotation, so that no setting is
 always first; with rounds a multiple of the settings, each takes every place equally
 often). Slow drifts of the machine (other processes, heat) thus reach every setting alike.
-Each setting's steps/s of every round give its median and spread; its ratio to the
-reference's median is claimed as a gain or a loss only outside the A/A band (the range of
-the per-round ratios of the reference's twin to the reference: scripts/bench_stats.py).
+Each setting's steps/s of every round give its median and spread, and its ratio to the
+reference round by round (paired: the load of that round cancels) the median and quartiles
+of those ratios; a gain or a loss is claimed only where three quarters of its rounds lie
+outside the A/A band, the range of the reference's twin's ratios (scripts/bench_stats.py).
 
 Workloads: ``gan`` (the AttnGAN training step, data loading included), ``damsm`` (the DAMSM
 pretraining step), ``sample`` (batched generation to uint8 images, captions/s) and
 ``eval`` (the evaluation's generation + R-precision path; one call of ``--steps`` batches a
 round). It prints, per setting, the median steps/s and its min-max over the rounds, the
-ratio to the reference, images/s, peak GPU memory, the one-time cost (the first and warm-up
+ratio to the reference (median of the rounds' ratios, and their quartiles), the verdict, images/s, peak GPU memory, the one-time cost (the first and warm-up
 steps' time beyond the steady one: compilation, autotuning, cache building) and the first
 step's maximum relative difference from the reference (losses and gradients; images for
 sampling; R-precision for eval; ``before``: the losses and G's gradients, the Ds' being
@@ -454,14 +455,16 @@ def print_table(args, device: torch.device, rows: list[dict], lead: int) -> None
         f"rounds of {args.steps} steps a setting ({lead} untimed before each), after {args.warmup} warm-up steps\n"
     )
     print(
-        "| setting | steps/s (median) | min-max | x reference | images/s | one-time s | peak GiB | first step: max rel. diff | verdict |"
+        "| setting | steps/s (median) | min-max | x reference (rounds' median) | quartiles | verdict | images/s "
+        "| one-time s | peak GiB | first step: max rel. diff |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
         print(
             f"| {r['setting']} | {r['median']:.3f} | {r['min']:.3f}-{r['max']:.3f} | {r['ratio']:.3f} | "
-            f"{r['images_per_s']:.1f} | {r['one_time_s']:.1f} | {peak} | {r['first_step_max_rel_diff']:.1e} | {r['verdict']} |"
+            f"{r['ratio_q1']:.3f}-{r['ratio_q3']:.3f} | {r['verdict']} | {r['images_per_s']:.1f} | "
+            f"{r['one_time_s']:.1f} | {peak} | {r['first_step_max_rel_diff']:.1e} |"
         )
 
 

@@ -34,35 +34,41 @@ def test_aa_band_is_the_range_of_paired_ratios_holding_one():
         aa_band([1.0, 1.0], [1.0])
 
 
-def test_verdict_claims_only_outside_the_band():
+def test_verdict_claims_only_where_a_quartile_is_outside_the_band():
     band = (0.9, 1.1)
-    assert verdict(1.2, band) == "gain"
-    assert verdict(0.85, band) == "loss"
-    assert verdict(1.05, band) == "within noise"
-    assert verdict(0.95, band) == "within noise"
-    assert verdict(1.1, band) == "within noise"  # the edge is noise
+    assert verdict(1.15, 1.3, band) == "gain"
+    assert verdict(0.7, 0.85, band) == "loss"
+    assert verdict(1.05, 1.3, band) == "within noise"  # a quarter of the rounds inside
+    assert verdict(0.7, 0.95, band) == "within noise"
+    assert verdict(1.1, 1.2, band) == "within noise"  # the edge is noise
 
 
-def test_summarise_tells_a_gain_from_a_setting_equal_to_the_reference():
+def test_summarise_pairs_rounds_and_claims_only_beyond_the_twins_band():
+    # The reference's rounds see two loads (1 and 2 steps/s). Five rounds: the inclusive
+    # quartiles of 5 sorted ratios are the 2nd and the 4th.
     rounds = {
-        REFERENCE: [1.00, 1.10, 0.95, 1.05, 1.02],  # median 1.02
-        # ratios 1.04, 0.9273, 1.0526, 0.9333, 1.0392: band 0.9273-1.0526
-        TWIN: [1.04, 1.02, 1.00, 0.98, 1.06],
-        # the same code as the reference, 2 % faster by chance: median 1.04, ratio 1.0196
-        "image_cache": [1.06, 1.00, 1.08, 1.04, 0.99],
-        "compile": [1.30, 1.25, 1.35, 1.28, 1.32],  # median 1.30, ratio 1.2745
-        "channels_last": [0.80, 0.85, 0.78, 0.82, 0.90],  # median 0.82, ratio 0.8039
+        REFERENCE: [1.0, 1.0, 1.0, 2.0, 2.0],  # median 1.0
+        TWIN: [1.0, 1.1, 0.9, 2.0, 2.0],  # ratios 1, 1.1, 0.9, 1, 1: band 0.9-1.1
+        # the same as the reference, but its third round ran at the other load: ratios
+        # 1, 1, 2, 1, 1 (median 1, quartiles 1-1), while its median over the reference's is 2
+        "same_code": [1.0, 1.0, 2.0, 2.0, 2.0],
+        "faster": [1.3, 1.3, 1.2, 2.6, 2.8],  # ratios 1.3, 1.3, 1.2, 1.3, 1.4: q1 1.3
+        "slower": [0.8, 0.7, 0.8, 1.6, 1.8],  # ratios .8, .7, .8, .8, .9: q3 0.8
+        "one_bad_round": [0.5, 1.3, 1.3, 2.6, 2.6],  # ratios .5, 1.3, 1.3, 1.3, 1.3: q1 1.3
+        "median_only": [1.0, 1.2, 1.2, 2.4, 2.0],  # ratios 1, 1.2, 1.2, 1.2, 1: median 1.2, q1 1.0
     }
     out = summarise(rounds)
     assert list(out) == list(rounds)
     assert out[REFERENCE]["ratio"] == 1.0 and out[REFERENCE]["verdict"] == "-"
-    assert out[TWIN]["verdict"] == "noise band 0.93-1.05"
-    assert out[TWIN]["ratio"] == pytest.approx(1.02 / 1.02)  # twin median 1.02
-    assert out["image_cache"]["ratio"] == pytest.approx(1.04 / 1.02)
-    assert out["image_cache"]["verdict"] == "within noise"
-    assert out["compile"]["ratio"] == pytest.approx(1.30 / 1.02) and out["compile"]["verdict"] == "gain"
-    assert out["channels_last"]["ratio"] == pytest.approx(0.82 / 1.02) and out["channels_last"]["verdict"] == "loss"
-    assert (out["compile"]["min"], out["compile"]["max"]) == (1.25, 1.35)
+    assert out[TWIN]["verdict"] == "noise band 0.90-1.10"
+    assert out["same_code"]["median"] == 2.0 and out["same_code"]["ratio"] == 1.0
+    assert out["same_code"]["verdict"] == "within noise"
+    assert out["faster"]["ratio"] == pytest.approx(1.3) and out["faster"]["ratio_q1"] == pytest.approx(1.3)
+    assert out["faster"]["verdict"] == "gain"
+    assert out["slower"]["ratio_q3"] == pytest.approx(0.8) and out["slower"]["verdict"] == "loss"
+    assert out["one_bad_round"]["verdict"] == "gain"
+    assert out["median_only"]["ratio"] == pytest.approx(1.2) and out["median_only"]["verdict"] == "within noise"
+    assert (out["faster"]["min"], out["faster"]["max"]) == (1.2, 2.8)
 
 
 class FakeRunner:
