@@ -27,6 +27,6 @@ run damsm_bird --workload damsm --cfg cfg/DAMSM/bird.yml --rounds 5 --steps 12 -
 run gan_coco --workload gan --cfg cfg/coco_attn2.yml --rounds 5 --steps 20 --warmup 20 --settings reference,defaults,compile,bf16 \
     --set WORKERS=8
 run sample_bird --workload sample --cfg cfg/bird_attn2.yml --rounds 5 --steps 6 --batch_size 250 \
-    --settings reference,channels_last,compile,bf16,tf32
+    --settings reference,channels_last,compile,tf32
 run eval_bird --workload eval --cfg cfg/bird_attn2.yml --rounds 5 --steps 4 --batch_size 250 --settings reference,channels_last
 cat "$OUT/summary.md"
