@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Every GPU figure of docs/speed.md in one go (about 10 minutes on one H100/H200): the
+# Every GPU figure of docs/speed.md in one go (about 15 minutes on one H100/H200): the
 # AttnGAN step at the bird and COCO shapes, the DAMSM step at the bird shapes, sampling and
-# the evaluation path, each setting beside the reference. Tables and JSON go to $OUT (or
+# the evaluation path, each setting beside the reference and its A/A twin in 5 interleaved
+# rounds (scripts/benchmark.py: median, min-max, a verdict only outside the A/A band; with
+# WORKERS=8 each round of a setting first runs 16 untimed steps, the batches its loader
+# prefetched while the others ran). Tables and JSON go to $OUT (or
 # ./benchmark-gpu). Usage: bash scripts/benchmark_gpu.sh [python], with a python that has the
 # project's dependencies (nltk, easydict, torch-fidelity... besides torch).
 set -uo pipefail
@@ -18,12 +21,12 @@ run() {  # name, then benchmark.py arguments
     echo "== $name: exit $?" >> "$OUT/summary.md"
     sed -n '/^| setting/,$p' "$OUT/$name.log" >> "$OUT/summary.md"
 }
-run gan_bird --workload gan --cfg cfg/bird_attn2.yml --steps 100 --warmup 20 --settings "$ALL" --set WORKERS=8
-run damsm_bird --workload damsm --cfg cfg/DAMSM/bird.yml --steps 60 --warmup 10 \
+run gan_bird --workload gan --cfg cfg/bird_attn2.yml --rounds 5 --steps 20 --warmup 20 --settings "$ALL" --set WORKERS=8
+run damsm_bird --workload damsm --cfg cfg/DAMSM/bird.yml --rounds 5 --steps 12 --warmup 10 \
     --settings reference,no_sync,image_cache,fused_adam,channels_last,compile,defaults,tf32 --set WORKERS=8
-run gan_coco --workload gan --cfg cfg/coco_attn2.yml --steps 100 --warmup 20 --settings reference,defaults,compile,bf16 \
+run gan_coco --workload gan --cfg cfg/coco_attn2.yml --rounds 5 --steps 20 --warmup 20 --settings reference,defaults,compile,bf16 \
     --set WORKERS=8
-run sample_bird --workload sample --cfg cfg/bird_attn2.yml --steps 30 --batch_size 250 \
-    --settings reference,channels_last,compile,bf16,tf32
-run eval_bird --workload eval --cfg cfg/bird_attn2.yml --steps 20 --batch_size 250 --settings reference,channels_last
+run sample_bird --workload sample --cfg cfg/bird_attn2.yml --rounds 5 --steps 6 --batch_size 250 \
+    --settings reference,channels_last,compile,tf32
+run eval_bird --workload eval --cfg cfg/bird_attn2.yml --rounds 5 --steps 4 --batch_size 250 --settings reference,channels_last
 cat "$OUT/summary.md"
