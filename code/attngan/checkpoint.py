@@ -9,8 +9,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .files import write_atomic
 from .errors import UserError
+from .files import write_atomic
 
 
 class CheckpointError(UserError):

@@ -295,3 +295,39 @@ def eval_main(argv: list[str] | None = None) -> int:
         )
     )
     return 0
+
+
+def fid_stats_main(argv: list[str] | None = None) -> int:
+    """``attngan-fid-stats``: the real test images' statistics for fid_dmgan, saved in
+    DM-GAN's .npz format (mu, sigma) for EVAL.FID_DMGAN_STATS."""
+    from .evaluation.published import save_dmgan_statistics
+
+    parser = base_parser(
+        "Compute fid_dmgan's reference statistics (DM-GAN's 'Pytorch FID' steps) from the test split of "
+        "DATA_DIR and save them as an .npz with mu and sigma, the format of DM-GAN's bird_val.npz.",
+        "cfg/eval_bird.yml",
+    )
+    parser.add_argument("--out", required=True, help="the .npz to write, e.g. data/birds/fid_dmgan_test256.npz")
+    parser.add_argument(
+        "--size", type=int, default=None, help="px of the test images (default: G's last stage, 256 for AttnGAN2)"
+    )
+    parser.add_argument(
+        "--pad_to",
+        type=int,
+        default=None,
+        help="pad the test images to this many views with flips and shifts, as DF-GAN did for CUB "
+        "(e.g. 30000; default EVAL.FID_DMGAN_REAL_IMAGES, 0 = each image once)",
+    )
+    parser.add_argument("--batch_size", type=int, default=None, help="default EVAL.BATCH_SIZE")
+    args = parser.parse_args(argv)
+    try:
+        cfg, device, _ = setup(args)
+        if args.pad_to is not None:
+            cfg.EVAL.FID_DMGAN_REAL_IMAGES = args.pad_to
+        size = args.size or cfg.TREE.BASE_SIZE * 2 ** (cfg.TREE.BRANCH_NUM - 1)
+        seed = cfg.EVAL.SEED if args.manualSeed is None else args.manualSeed
+        summary = save_dmgan_statistics(cfg, device, args.out, size, args.batch_size or cfg.EVAL.BATCH_SIZE, seed)
+    except USER_ERRORS as err:
+        return report(err)
+    print(json.dumps(summary))
+    return 0

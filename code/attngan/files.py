@@ -3,6 +3,7 @@ reading the JSON Lines manifests of image folders."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -48,3 +49,12 @@ def json_objects(text: str, source: str | os.PathLike, expected: str) -> Iterato
         if not isinstance(record, dict):
             raise ValueError(f"{where}: expected a JSON object with {expected}, got {line.strip()!r}")
         yield number, where, record
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file, read in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

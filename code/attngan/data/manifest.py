@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from attngan.data.text import tokenize
-from attngan.files import json_objects
 from attngan.errors import DataError
+from attngan.files import json_objects
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, Featu
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from ..errors import SetupError
 from ..files import write_atomic
 from ..visualize import quantise
-from ..errors import SetupError
 
 INCEPTION_WEIGHTS_URL = URL_INCEPTION_V3
 INCEPTION_WEIGHTS_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]  # weights-inception-2015-12-05-6726825d.pth
