@@ -92,16 +92,16 @@ class FeatureMoments:
     """Running float64 sums of features [b,D] -> mean and unbiased covariance (np.cov's),
     without keeping the features."""
 
-    def __init__(self, dims: int = DIMS):
+    def __init__(self):
         self.n = 0
-        self.total = np.zeros(dims)
-        self.outer = np.zeros((dims, dims))
+        self.total: np.ndarray | float = 0.0
+        self.outer: np.ndarray | float = 0.0
 
     def add(self, features: torch.Tensor) -> None:
         f = features.double().cpu().numpy()
         self.n += len(f)
-        self.total += f.sum(0)
-        self.outer += f.T @ f
+        self.total = self.total + f.sum(0)
+        self.outer = self.outer + f.T @ f
 
     def statistics(self) -> tuple[np.ndarray, np.ndarray]:
         if self.n < 2:
@@ -114,7 +114,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrt(sigma1 sigma2)), with scipy's sqrtm as
     DM-GAN's calculate_frechet_distance (its 1e-6 offset when the product is singular)."""
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+    covmean = linalg.sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
         offset = np.eye(sigma1.shape[0]) * eps
         covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
