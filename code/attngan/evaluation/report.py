@@ -86,6 +86,15 @@ def caption_grid(
     return np.asarray(canvas)
 
 
+# What each column of the paper-style table can be set beside (docs/evaluation.md).
+PAPER_TABLE_SOURCES = {
+    "inception_score": "IS: AttnGAN paper Table 1 for COCO (ImageNet Inception; for CUB, is_cub), "
+    "IS* (metrics.json star_mean): TISE's COCO temperature",
+    "r_precision": "R-precision: AttnGAN paper and DM-GAN README (with the authors' DAMSM encoders)",
+    "fid": "FID: DM-GAN README 'TF FID' column",
+}
+
+
 def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
@@ -130,6 +139,9 @@ def report_markdown(summary: dict[str, Any]) -> str:
             f"(Inception weights: {s['inception_weights']}).",
             "",
         ]
+    comparable = [text for key, text in PAPER_TABLE_SOURCES.items() if key in m]
+    if comparable:
+        lines += ["Comparable with: " + "; ".join(comparable) + ".", ""]
     if s.get("protocols"):
         lines += _published_table(m, s["protocols"])
     if "localisation" in m:

@@ -244,6 +244,8 @@ def _quality_numbers(values: dict[str, float]) -> dict[str, Any]:
         out["inception_score"] = {
             "mean": float(values["inception_score_mean"]),
             "std": float(values["inception_score_std"]),
+            "star_mean": float(values["inception_score_star_mean"]),  # TISE's COCO temperature
+            "star_std": float(values["inception_score_star_std"]),
         }
     if "fid" in values:
         out["fid"] = float(values["fid"])
