@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The releases this project is tested with; pyproject admits any torch >= 2.1.
+# The releases this project is tested with; pyproject admits any torch >= 2.2 (nn.Module.compile).
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from attngan.cli import pretrain_damsm_main  # noqa: E402
+from attngan.cli import pretrain_damsm_main
 
 if __name__ == "__main__":
     sys.exit(pretrain_damsm_main())

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure of README "Speed" in one go (about 10 minutes on one H100/H200): the
+# Every GPU figure of docs/speed.md in one go (about 10 minutes on one H100/H200): the
 # AttnGAN step at the bird and COCO shapes, the DAMSM step at the bird shapes, sampling and
 # the evaluation path, each setting beside the reference. Tables and JSON go to $OUT (or
 # ./benchmark-gpu). Usage: bash scripts/benchmark_gpu.sh [python], with a python that has the

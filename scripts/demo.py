@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,7 +22,7 @@ import torch  # noqa: E402
 
 from attngan.cli import (  # noqa: E402
     eval_main,
-    pretrain_damsm_main,  # noqa: E402
+    pretrain_damsm_main,
     sample_main,
 )
 from attngan.cli import main as attngan_main  # noqa: E402
@@ -30,7 +32,7 @@ DEMO_DATA = {"num_images": 3600, "max_objects": 1, "object_scale": 2.0, "colors"
 # --long: the recipe measured to draw the named shape for 43 % of test captions after 7,480 steps
 # (docs/demo_long_samples.png): all eight colours, DAMSM for 10 epochs (with eight colours it
 # needs them to tell shapes apart), AttnGAN for 40 with the original's LAMBDA 5. The demo's own
-# recipe trained for 20 epochs did worse (README).
+# recipe trained for 20 epochs did worse (docs/demo.md).
 LONG_DATA = {**DEMO_DATA, "colors": list(COLORS)}
 LONG = {
     "damsm": ["TRAIN.MAX_EPOCH=10"],
@@ -68,6 +70,70 @@ def print_scores(metrics: dict) -> None:
         f"(chance {match['chance_colour']:.1%}), in the named colour and shape {match['shape']:.1%} "
         f"(chance {match['chance_shape']:.1%})"
     )
+
+
+BLOCK_BEGIN, BLOCK_END = "<!-- demo results: begin (written by make demo) -->", "<!-- demo results: end -->"
+
+
+def results_table(damsm: dict, scores: dict) -> str:
+    """The demo's numbers as the Markdown table of docs/demo.md, from DAMSM's metrics.json and
+    attngan-eval's metrics."""
+    rp, match, loc = scores["r_precision"], scores["object_match"], scores["localisation"]
+    rows = [
+        (
+            "DAMSM top-1 retrieval, image→text / text→image",
+            f"{damsm['top1_image_to_text']:.1%} / {damsm['top1_text_to_image']:.1%}",
+            f"{damsm['chance']:.1%}",
+        ),
+        (
+            "DAMSM word swap: true shape / colour word first",
+            f"{damsm['word_swap_shape']:.1%} / {damsm['word_swap_colour']:.1%}",
+            f"{damsm['word_swap_shape_chance']:.0%} / {damsm['word_swap_colour_chance']:.0%}",
+        ),
+        (
+            "R-precision (DAMSM's vectors, 1 of 100 captions)",
+            f"{rp['mean']:.1%} ± {rp['std']:.1%}",
+            f"{rp['chance']:.1%}",
+        ),
+        *(
+            (
+                f"{name.replace('_', ' ')} word attention peaking inside the named object",
+                f"{value['hit_rate']:.1%}",
+                f"{value['chance']:.1%}",
+            )
+            for name, value in loc.items()
+        ),
+        (
+            "object match: the named object in the named colour",
+            f"{match['colour']:.1%}",
+            f"{match['chance_colour']:.1%}",
+        ),
+        ("object match: in the named colour and shape", f"{match['shape']:.1%}", f"{match['chance_shape']:.1%}"),
+    ]
+    lines = ["| | result | chance |", "|---|---|---|", *(f"| {a} | {b} | {c} |" for a, b, c in rows)]
+    return "\n".join(lines).replace("%", " %")
+
+
+def rewrite_block(doc: Path, text: str) -> None:
+    """Replace what stands between the demo's markers in ``doc`` with ``text``."""
+    page = doc.read_text(encoding="utf-8")
+    head, rest = page.split(BLOCK_BEGIN, 1)
+    _, tail = rest.split(BLOCK_END, 1)
+    doc.write_text(f"{head}{BLOCK_BEGIN}\n{text}\n{BLOCK_END}{tail}", encoding="utf-8")
+
+
+def record_results(doc: Path, damsm_dir: Path, evaluation: Path, seconds: float) -> None:
+    """docs/demo.md's results block, from this run (so the page shows what its commit gives)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    where = f"commit {commit.stdout.strip()}" if commit.returncode == 0 else "a checkout without git"
+    machine = (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
+    damsm = json.loads((damsm_dir / "Model" / "metrics.json").read_text())
+    scores = json.loads((evaluation / "metrics.json").read_text())["metrics"]
+    when = time.strftime("%Y-%m-%d")
+    text = f"`make demo` at {where}, {when}, on the CPU ({machine}): {seconds:.0f} s.\n\n"
+    rewrite_block(doc, text + results_table(damsm, scores))
 
 
 def step(title: str, command: str, argv: list[str], run) -> None:
@@ -179,6 +245,9 @@ def main() -> int:
     print_scores(json.loads((evaluation / "metrics.json").read_text())["metrics"])
     samples = net_g.with_suffix("")
     print(f"[demo] done in {time.time() - start:.0f} s")
+    if not args.long and gpu < 0:
+        record_results(ROOT / "docs" / "demo.md", damsm, evaluation, time.time() - start)
+        print("[demo] its numbers: docs/demo.md (the block between the demo's markers)")
     print(
         f"[demo] samples and attention maps: {samples}/example_captions/ (0_s_<i>_g<k>.png, 0_s_<i>_a<k>.png; "
         f"captions in {data / 'example_captions.txt'})"

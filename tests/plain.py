@@ -1,4 +1,4 @@
-"""Plain, loop-by-loop implementations written from shared/reference/FIDELITY.md, the
+"""Plain, loop-by-loop implementations written from docs/fidelity.md (#losses, #recipes), the
 independent side of the loss and training-step tests: the DAMSM losses as the original's
 loop over captions, binary cross-entropy and KL by their formulas, gradient-norm clipping
 and Adam as PyTorch 0.3 computed them."""

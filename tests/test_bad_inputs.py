@@ -698,6 +698,37 @@ def test_a_programming_error_keeps_its_traceback_and_leaves_no_run_folder(env, t
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("error", [ValueError("size mismatch: [4, 48] and [4, 32]"), OSError(5, "a bug's I/O error")])
+def test_a_value_or_os_error_inside_a_model_keeps_its_traceback(env, tmp_path, monkeypatch, error):
+    """A ValueError (what torch and numpy raise for shapes) or an OSError raised by code, not
+    by a user's file, is a programming error in training and in sampling: not one line."""
+
+    def bug(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(G_NET, "forward", bug)
+    with pytest.raises(type(error), match=re.escape(str(error.args[-1]))):
+        cli.main(train(env, tmp_path))
+    with pytest.raises(type(error), match=re.escape(str(error.args[-1]))):
+        cli.sample_main(sample(env, "a red circle", out=tmp_path / "out"))
+
+
+def test_a_failure_in_a_loader_worker_ends_the_process(env, tmp_path):
+    """A truncated image met by a DataLoader worker (which ignores SIGTERM, so that a
+    group's stop signal reaches only the main process): the command prints its line and
+    exits with 2, workers and all, within seconds of the error."""
+    data = broken_images(env, tmp_path, lambda image: truncated_copy(image, image))
+    argv = [sys.executable, "code/main.py", *train(env, tmp_path, f"DATA_DIR={data}", "WORKERS=2")]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=120)  # it hung for ever before the fix
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the command did not exit: " + proc.communicate()[1][-2000:])
+    assert proc.returncode == 2, err
+    assert err.splitlines()[-1].startswith("error (DataError): cannot read image"), err
+
+
 def test_a_run_that_saved_something_keeps_its_folder(env, tmp_path, monkeypatch, capsys):
     """Running out of memory at the second step, after the first step's images (IMAGE_INTERVAL 1)."""
     calls = []

@@ -64,7 +64,7 @@ def test_unreadable_and_missing_files(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="bad.pth"):
         load_weights(build_generator(tiny_cfg()), bad)
-    with pytest.raises(FileNotFoundError, match="none.pth"):
+    with pytest.raises(CheckpointError, match="none.pth"):
         load_weights(build_generator(tiny_cfg()), tmp_path / "none.pth")
 
 

@@ -67,7 +67,7 @@ def test_wrong_type_names_key_and_types(tmp_path):
 def test_bad_yaml_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(write(tmp_path, "TRAIN: [\n"))
-    with pytest.raises(FileNotFoundError, match="nope.yml"):
+    with pytest.raises(ConfigError, match="nope.yml"):
         load_config(tmp_path / "nope.yml")
 
 

@@ -5,11 +5,10 @@ import json
 import pytest
 import torch
 
-from attngan.checkpoint import read_state_dict
+from attngan.checkpoint import CheckpointError, epoch_of, image_encoder_path, read_state_dict
 from attngan.cli import pretrain_damsm_main
 from attngan.config import load_config
 from attngan.data.synthetic import make_shapes_dataset
-from attngan.training.damsm import epoch_of, image_encoder_path
 from conftest import ROOT
 
 
@@ -92,7 +91,7 @@ def test_same_seed_same_weights(shapes, tmp_path):
 def test_resume_names():
     assert epoch_of("DAMSMencoders/bird/text_encoder200.pth", "text_encoder") == 200
     assert image_encoder_path("x/text_encoder7.pth").name == "image_encoder7.pth"
-    with pytest.raises(ValueError, match="text_encoder<epoch>.pth"):
+    with pytest.raises(CheckpointError, match="text_encoder<epoch>.pth"):
         epoch_of("x/encoder.pth", "text_encoder")
 
 

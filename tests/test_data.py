@@ -15,7 +15,8 @@ from PIL import Image
 from attngan.data.cache import crop_box
 from attngan.data.datasets import TextDataset, build_dataset, get_imgs, image_transform, load_bboxes, prepare_data
 from attngan.data.pickles import load_pickle, save_pickle
-from attngan.data.text import build_vocabulary, encode_caption, load_text_data, pad_or_sample, tokenize
+from attngan.data.text import build_vocabulary, load_text_data, pad_or_sample, tokenize
+from attngan.errors import DataError
 
 CPI = 3  # captions per image in the fixtures
 RED, BLUE = (220, 20, 20), (20, 20, 220)
@@ -109,15 +110,6 @@ def test_vocabulary_first_occurrence_order() -> None:
     assert train_ids == [[1, 2], [2, 3]] and test_ids == [[4, 1]]
 
 
-def test_encode_caption_reports_oov() -> None:
-    wordtoix = {"<end>": 0, "red": 1, "bird": 2}
-    assert encode_caption("A red bird!", wordtoix) == ([1, 2], ["a"])
-    with pytest.raises(ValueError, match="zebra"):
-        encode_caption("zebra", wordtoix)
-    with pytest.raises(ValueError):
-        encode_caption("日本", wordtoix)
-
-
 # --- captions.pickle and safe pickles ----------------------------------------------------
 
 
@@ -139,21 +131,21 @@ def test_captions_pickle_built_then_reloaded(birds: Path) -> None:
 
 def test_stale_captions_pickle_is_refused(birds: Path) -> None:
     load_text_data(birds, CPI)
-    with pytest.raises(ValueError, match="CAPTIONS_PER_IMAGE"):
+    with pytest.raises(DataError, match="CAPTIONS_PER_IMAGE"):
         load_text_data(birds, CPI - 1)
 
 
 def test_too_few_captions_names_the_file(birds: Path) -> None:
     key = BIRDS[2][0]
     _write_text(birds, key, _captions_of(2)[:2])
-    with pytest.raises(ValueError, match=key):
+    with pytest.raises(DataError, match=key):
         load_text_data(birds, CPI)
 
 
 def test_missing_caption_file_names_it(birds: Path) -> None:
     key = BIRDS[3][0]
     (birds / "text" / f"{key}.txt").unlink()
-    with pytest.raises(FileNotFoundError, match=key):
+    with pytest.raises(DataError, match=key):
         load_text_data(birds, CPI)
 
 
@@ -165,7 +157,7 @@ class _Evil:
 def test_restricted_unpickler_refuses_globals(tmp_path: Path) -> None:
     path = tmp_path / "evil.pickle"
     path.write_bytes(pickle.dumps([_Evil()], protocol=2))
-    with pytest.raises(pickle.UnpicklingError, match=r"evil\.pickle.*system"):
+    with pytest.raises(DataError, match=r"evil\.pickle.*system"):
         load_pickle(path)
 
 
@@ -178,7 +170,7 @@ def test_python2_pickle_and_round_trip(tmp_path: Path) -> None:
     save_pickle(obj, tmp_path / "obj.pickle")
     assert load_pickle(tmp_path / "obj.pickle") == obj
     assert sorted(p.name for p in tmp_path.iterdir()) == ["obj.pickle", "py2.pickle"]  # no temp file left
-    with pytest.raises(FileNotFoundError, match="nothere"):
+    with pytest.raises(DataError, match="nothere"):
         load_pickle(tmp_path / "nothere.pickle")
 
 
@@ -335,14 +327,14 @@ def test_missing_files_are_all_listed(coco: Path, birds: Path) -> None:
     for p in (coco / "text").iterdir():
         p.unlink()
     (coco / "text").rmdir()
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(DataError) as err:
         TextDataset(coco, "train", captions_per_image=CPI)
     message = str(err.value)
     assert str(coco / "images") in message and str(coco / "text") in message
     assert "DATA_DIR/images/<key>.jpg" in message
     (birds / "CUB_200_2011" / "bounding_boxes.txt").unlink()
     (birds / "test" / "filenames.pickle").unlink()
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(DataError) as err:
         TextDataset(birds, "test", captions_per_image=CPI)
     message = str(err.value)
     assert "bounding_boxes.txt" in message and str(birds / "test" / "filenames.pickle") in message
@@ -353,10 +345,10 @@ def test_corrupt_and_missing_images_are_named(coco: Path) -> None:
     ds = TextDataset(coco, "train", base_size=8, branch_num=1, captions_per_image=CPI)
     bad = ds.image_path(ds.filenames[0])
     bad.write_bytes(np.random.default_rng(0).bytes(500))
-    with pytest.raises(OSError, match=ds.filenames[0]):
+    with pytest.raises(DataError, match=ds.filenames[0]):
         ds[0]
     ds.image_path(ds.filenames[1]).unlink()
-    with pytest.raises(FileNotFoundError, match=ds.filenames[1]):
+    with pytest.raises(DataError, match=ds.filenames[1]):
         get_imgs(ds.image_path(ds.filenames[1]), [8])
 
 

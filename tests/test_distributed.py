@@ -15,6 +15,7 @@ import yaml
 
 import dist_workers as workers
 from attngan import distributed
+from attngan.config import ConfigError
 from attngan.losses import damsm_losses
 from attngan.runtime import run_dir, seed_everything
 from attngan.training.gan import GanTrainer
@@ -59,8 +60,9 @@ def test_two_processes_train_like_one_where_batchnorm_is_not_involved(setup_dirs
     root, data = setup_dirs
     cfg = tiny_cfg(data, root / "enc")
     cfg.RUN.IMAGE_INTERVAL = 2
-    # The original's attention mask applies other captions' masks by batch position (FIDELITY,
-    # FIXES.ATTENTION_MASK), so with it G's attention depends on how the batch is split.
+    # The original's attention mask applies other captions' masks by batch position
+    # (docs/fidelity.md#word-attention-of-the-generator, FIXES.ATTENTION_MASK), so with it
+    # G's attention depends on how the batch is split.
     cfg.FIXES.ATTENTION_MASK = True
     steps = 4  # over an epoch end (3 global batches of 4 an epoch)
     spawn(workers.gan_worker, json.loads(json.dumps(cfg)), str(run_dir(cfg, str(tmp_path / "two"))), steps)
@@ -105,7 +107,7 @@ def test_evaluation_under_two_processes_equals_one(setup_dirs, tmp_path):
 
 def test_batch_that_does_not_divide_names_both_numbers():
     world = distributed.World(0, 3, 0)
-    with pytest.raises(ValueError, match=r"TRAIN.BATCH_SIZE 16 .* 3 processes"):
+    with pytest.raises(ConfigError, match=r"TRAIN.BATCH_SIZE 16 .* 3 processes"):
         distributed.local_batch(16, world)
     assert distributed.local_batch(16, world, per_process=True) == (16, 48)
     assert distributed.local_batch(48, world) == (16, 48)

@@ -18,6 +18,7 @@ from attngan.cli import eval_main as main
 from attngan.config import load_config
 from attngan.data.synthetic import make_shapes_dataset
 from attngan.data.text import load_text_data
+from attngan.errors import CaptionError, DataError, OptionError
 from attngan.evaluation import evaluate, parse_metrics
 from attngan.evaluation.captions import sample_rows
 from attngan.evaluation.folder import MANIFEST, read_manifest
@@ -207,15 +208,15 @@ def test_localisation_object_match_and_the_command_line(cfg, tmp_path, capsys):
 
 
 def test_unknown_metric_and_bad_sizes_are_clear_errors(cfg, tmp_path, capsys):
-    with pytest.raises(ValueError, match=r"unknown metric\(s\) 'bleu'; choose from rp, is, fid, loc"):
+    with pytest.raises(OptionError, match=r"unknown metric\(s\) 'bleu'; choose from rp, is, fid, loc"):
         parse_metrics("rp,bleu")
     assert parse_metrics(" RP, fid ") == {"rp", "fid"}
     assert main(["--cfg", "no-such.yml", "--metrics", "rp,bleu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'bleu'" in err[0]
-    with pytest.raises(ValueError, match=r"9 images for 10 splits"):
+    with pytest.raises(OptionError, match=r"9 images for 10 splits"):
         evaluate(cfg, CPU, {"rp"}, tmp_path, num_samples=9)
-    with pytest.raises(ValueError, match=r"batch_size must be >= 1"):
+    with pytest.raises(OptionError, match=r"batch_size must be >= 1"):
         evaluate(cfg, CPU, {"rp"}, tmp_path, batch_size=0)
     assert not any(tmp_path.iterdir())
 
@@ -235,10 +236,10 @@ def good_folder(cfg, tmp_path):
 
 
 def test_bad_folders_name_the_file_and_line(cfg, tmp_path, good_folder):
-    with pytest.raises(FileNotFoundError, match="image folder not found: .*nowhere"):
+    with pytest.raises(DataError, match="image folder not found: .*nowhere"):
         read_manifest(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"empty/captions.jsonl not found"):
+    with pytest.raises(DataError, match=r"empty/captions.jsonl not found"):
         read_manifest(tmp_path / "empty")
     cases = {
         "json": (['{"file": "a.png", "caption": "a red circle"}', "{oops"], r"captions.jsonl line 2: not valid JSON"),
@@ -252,22 +253,22 @@ def test_bad_folders_name_the_file_and_line(cfg, tmp_path, good_folder):
     }
     for name, (lines, message) in cases.items():
         write_folder(tmp_path / name, lines, images=["a.png"])
-        with pytest.raises((ValueError, FileNotFoundError), match=message):
+        with pytest.raises(DataError, match=message):
             read_manifest(tmp_path / name)
     # Found only when read or encoded: a corrupt image, one of another size, an empty caption.
     shutil.copytree(good_folder, tmp_path / "corrupt")
     (tmp_path / "corrupt" / "000007.png").write_bytes(b"not a png")
-    with pytest.raises(ValueError, match=r"captions.jsonl line 8: cannot read image .*corrupt/000007.png"):
+    with pytest.raises(DataError, match=r"captions.jsonl line 8: cannot read image .*corrupt/000007.png"):
         evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=tmp_path / "corrupt")
     shutil.copytree(good_folder, tmp_path / "sizes")
     Image.new("RGB", (64, 64)).save(tmp_path / "sizes" / "000003.png")
-    with pytest.raises(ValueError, match=r"line 4: .*000003.png is 64x64 but the first image is 128x128"):
+    with pytest.raises(DataError, match=r"line 4: .*000003.png is 64x64 but the first image is 128x128"):
         evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=tmp_path / "sizes")
     shutil.copytree(good_folder, tmp_path / "blank")
     lines = manifest_lines(good_folder)
     lines[5]["caption"] = "  "
     (tmp_path / "blank" / MANIFEST).write_text("\n".join(map(json.dumps, lines)) + "\n")
-    with pytest.raises(ValueError, match=r"blank/captions.jsonl line 6: caption '  ' has no words"):
+    with pytest.raises(CaptionError, match=r"blank/captions.jsonl line 6: caption '  ' has no words"):
         evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=tmp_path / "blank")
     assert not (tmp_path / "out").exists()  # nothing written on an error
 
@@ -278,7 +279,7 @@ def test_folder_without_class_ids_draws_from_every_test_caption(cfg, tmp_path, g
     result = evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=good_folder)
     assert result["metrics"]["r_precision"]["images"] == 10
     for metric in ("loc", "obj"):
-        with pytest.raises(ValueError, match="'loc' and 'obj' score the generator's attention"):
+        with pytest.raises(OptionError, match="'loc' and 'obj' score the generator's attention"):
             evaluate(cfg, CPU, {metric}, tmp_path / "out", image_dir=good_folder)
 
 

@@ -16,7 +16,7 @@ import yaml
 
 from attngan.checkpoint import load_weights, read_state_dict, save_weights
 from attngan.cli import main
-from attngan.config import load_config
+from attngan.config import ConfigError, load_config
 from attngan.data.synthetic import make_shapes_dataset
 from attngan.evaluation.periodic import during_training
 from attngan.losses import KL_loss, discriminator_loss, generator_loss, sent_loss, words_loss
@@ -176,7 +176,7 @@ def test_unknown_precision_is_an_error(setup_dirs, tmp_path):
     root, data = setup_dirs
     cfg = tiny_cfg(data, root / "enc")
     cfg.RUN.PRECISION = "fp16"
-    with pytest.raises(ValueError, match="RUN.PRECISION"):
+    with pytest.raises(ConfigError, match="RUN.PRECISION"):
         make_trainer(cfg, tmp_path / "run")
 
 

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from attngan.data.datasets import TextDataset, image_transform
+from attngan.errors import SetupError
 from test_data import BIRDS, CPI, birds, coco  # noqa: F401  (fixtures)
 
 
@@ -38,7 +39,7 @@ def test_cached_items_equal_the_decoded_ones(layout, request, tmp_path):
             assert all(torch.equal(a, b) for a, b in zip(a_imgs, b_imgs))  # the same draws, the same pixels
 
 
-def test_single_image_and_no_resize(birds, tmp_path):  # noqa: F811
+def test_single_image_and_no_resize(birds, tmp_path):
     options = dict(base_size=16, branch_num=3, captions_per_image=CPI, transform=image_transform(64), single_image=True)
     plain, cached = TextDataset(birds, "test", **options), TextDataset(birds, "test", **options, cache_dir=tmp_path)
     assert torch.equal(item(plain, 0, 3)[0][0], item(cached, 0, 3)[0][0])
@@ -46,7 +47,7 @@ def test_single_image_and_no_resize(birds, tmp_path):  # noqa: F811
     assert no_resize.cache is None and not (tmp_path / "x").exists()
 
 
-def test_cache_is_reused_then_rebuilt_when_an_image_changes(birds, tmp_path):  # noqa: F811
+def test_cache_is_reused_then_rebuilt_when_an_image_changes(birds, tmp_path):
     options = dict(base_size=16, branch_num=2, captions_per_image=CPI, transform=image_transform(32, flip=False))
     TextDataset(birds, "train", **options, cache_dir=tmp_path)
     data = tmp_path / "train_38.u8"
@@ -65,7 +66,7 @@ def test_cache_is_reused_then_rebuilt_when_an_image_changes(birds, tmp_path):  #
     assert np.array_equal(np.asarray(rebuilt.cache[1]), np.asarray(changed.cache[1]))
 
 
-def test_building_the_cache_leaves_the_global_generators_alone(birds, tmp_path):  # noqa: F811
+def test_building_the_cache_leaves_the_global_generators_alone(birds, tmp_path):
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
@@ -82,10 +83,10 @@ def test_building_the_cache_leaves_the_global_generators_alone(birds, tmp_path):
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_an_unwritable_cache_folder_is_one_clear_error(birds, tmp_path):  # noqa: F811
+def test_an_unwritable_cache_folder_is_one_clear_error(birds, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(RuntimeError, match="cannot create the image cache folder .* set RUN.CACHE_DIR"):
+    with pytest.raises(SetupError, match="cannot create the image cache folder .* set RUN.CACHE_DIR"):
         TextDataset(
             birds,
             "train",

@@ -1,5 +1,5 @@
 """The vectorised DAMSM losses against a plain per-caption implementation written from
-FIDELITY.md (the original's loop over captions, tests/plain.py)."""
+docs/fidelity.md#losses (the original's loop over captions, tests/plain.py)."""
 
 import numpy as np
 import pytest

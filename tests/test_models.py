@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from attngan.config import load_config
+from attngan.errors import SetupError
 from attngan.models import (
     CA_NET,
     D_NET64,
@@ -25,11 +26,9 @@ from attngan.models import (
 from attngan.models.attention import quirk_row_mask
 from conftest import ROOT
 
-REFERENCE = (
-    json.loads((ROOT.parent / "shared" / "reference" / "state_dict_shapes.json").read_text())
-    if (ROOT.parent / "shared" / "reference" / "state_dict_shapes.json").exists()
-    else None
-)
+# The keys, shapes and parameter counts of the authors' checkpoints (tests/fixtures: facts
+# about the original's files), so that they load into our networks with strict key matching.
+REFERENCE = json.loads((ROOT / "tests" / "fixtures" / "original_state_dict_shapes.json").read_text())["nets"]
 CONFIGS = {"bird": "cfg/bird_attn2.yml", "coco": "cfg/coco_attn2.yml", "bird_dcgan": "cfg/bird_attnDCGAN2.yml"}
 
 
@@ -48,23 +47,32 @@ def reference_nets(name: str) -> dict:
     return nets
 
 
-@pytest.mark.skipif(REFERENCE is None, reason="shared/reference is not beside this checkout")
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_state_dict_layout_matches_reference(name):
     ref = REFERENCE[name]
-    for key, net in reference_nets(name).items():
-        expected = list(ref[key]["keys"].items())
+    nets = reference_nets(name)
+    assert set(nets) == set(ref) or name == "bird_dcgan", (sorted(nets), sorted(ref))
+    for key, net in nets.items():
+        expected, params = [(k, s) for k, s in ref[key]["keys"]], ref[key]["params"]
         if name == "bird_dcgan" and key == "netD0":
             # The original trainer builds one D_NET256(b_jcu=False) for the AttnDCGAN; the
             # reference lists the standard three Ds, so compare with its 256 D less the
             # unconditional head.
-            expected = [(k, v) for k, v in ref["netD2"]["keys"].items() if not k.startswith("UNCOND_DNET")]
+            expected = [(k, s) for k, s in ref["netD2"]["keys"] if not k.startswith("UNCOND_DNET")]
+            params = sum(int(torch.tensor(s).prod()) for k, s in expected if is_parameter(k))
         assert layout(net) == expected, f"{name}/{key}"
-        assert sum(p.numel() for p in net.parameters()) == sum(
-            int(torch.tensor(s).prod())
-            for k, s in expected
-            if not k.endswith("num_batches_tracked") and "running_" not in k
-        ), f"{name}/{key}"
+        assert sum(p.numel() for p in net.parameters()) == params, f"{name}/{key}"
+
+
+def is_parameter(key: str) -> bool:
+    return not key.endswith("num_batches_tracked") and "running_" not in key
+
+
+def test_reference_parameter_counts_are_its_shapes():
+    """The fixture's counts and shapes agree, so neither was mistyped."""
+    for nets in REFERENCE.values():
+        for net in nets.values():
+            assert net["params"] == sum(int(torch.tensor(s).prod()) for k, s in net["keys"] if is_parameter(k))
 
 
 def tiny_cfg(**tree):
@@ -196,11 +204,11 @@ def test_pretrained_image_encoder_offline_says_where_to_put_the_weights(monkeypa
         raise OSError("network unreachable")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(RuntimeError, match="inception_v3_google-0cc3c7bd.pth.*DAMSM.INCEPTION_WEIGHTS"):
+    with pytest.raises(SetupError, match="inception_v3_google-0cc3c7bd.pth.*DAMSM.INCEPTION_WEIGHTS"):
         build_image_encoder(load_config(), pretrained=True)
     cfg = load_config()
     cfg.DAMSM.INCEPTION_WEIGHTS = str(tmp_path / "missing.pth")
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(SetupError, match="missing.pth"):
         build_image_encoder(cfg, pretrained=True)
 
 

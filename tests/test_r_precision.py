@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from attngan.errors import DataError
 from attngan.metrics.r_precision import draw_mismatched, r_precision
 
 
@@ -45,7 +46,7 @@ def test_mismatched_captions_come_from_other_classes():
     drawn = draw_mismatched(image_classes, pool_classes, 99, rng)
     assert drawn.shape == (4, 99)
     assert all((pool_classes[drawn[i]] != image_classes[i]).all() for i in range(4))
-    with pytest.raises(ValueError, match="no caption of another class"):
+    with pytest.raises(DataError, match="no caption of another class"):
         draw_mismatched(np.array([0]), np.array([0, 0]), 5, rng)
 
 

@@ -62,8 +62,10 @@ THREADS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def killed_mid_epoch(command: list[str], state, steps_per_epoch: int) -> dict:
-    """Run ``command`` (on one thread) until its state is written inside an epoch, then
-    SIGKILL it."""
+    """Run ``command`` (on one thread) until the state it has written is one inside its
+    first two epochs (not at an epoch's end), then SIGKILL it; returns that state. The
+    process group is stopped (SIGSTOP) while its state is read, so the state read is the
+    one it is killed with."""
     process = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
@@ -76,15 +78,17 @@ def killed_mid_epoch(command: list[str], state, steps_per_epoch: int) -> dict:
     saved = None
     while process.poll() is None and time.time() < deadline:
         if checksum_of(state).exists():
-            saved, _ = load_state(state, torch.device("cpu"))
-            if 0 < saved["step"] < steps_per_epoch:
+            os.killpg(process.pid, signal.SIGSTOP)
+            saved, _ = load_state(state, torch.device("cpu"))  # the newest complete one
+            if 0 < saved["step"] < steps_per_epoch and saved["epoch"] < 2:
                 break
-        time.sleep(0.05)
+            os.killpg(process.pid, signal.SIGCONT)
+        time.sleep(0.02)
     assert process.poll() is None, process.communicate()[1][-2000:]
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
-    saved, _ = load_state(state, torch.device("cpu"))  # the newest complete one
-    assert saved["epoch"] * steps_per_epoch + saved["step"] < 2 * steps_per_epoch
+    assert load_state(state, torch.device("cpu"))[0]["step"] == saved["step"]
+    assert 0 < saved["step"] < steps_per_epoch and saved["epoch"] < 2, (saved["epoch"], saved["step"])
     return saved
 
 

@@ -18,9 +18,10 @@ from attngan.config import load_config
 from attngan.data.pickles import load_pickle, save_pickle
 from attngan.data.synthetic import make_shapes_dataset
 from attngan.data.text import load_text_data
+from attngan.errors import CaptionError
 from attngan.models import build_generator, build_text_encoder
 from attngan.runtime import seed_everything
-from attngan.sampling import encode_captions, gen_example, sample_validation, slug
+from attngan.sampling import encode_captions, gen_example, generate, load_models, sample_validation, slug
 from attngan.visualize import LABEL_HEIGHT, attention_figure, stage_attention_figure
 
 CPU = torch.device("cpu")
@@ -120,11 +121,11 @@ def test_out_of_vocabulary_words_are_reported_and_empty_captions_rejected(data, 
         batch = encode_captions(["a red zebra circle"], wordtoix, source="mine.txt", line_numbers=[7])
     assert batch.words == [["a", "red", "circle"]]
     assert "zebra" in caplog.text and "mine.txt line 7" in caplog.text
-    with pytest.raises(ValueError, match=r"mine.txt line 2: caption 'zebra giraffe' has no word in the vocabulary"):
+    with pytest.raises(CaptionError, match=r"mine.txt line 2: caption 'zebra giraffe' has no word in the vocabulary"):
         encode_captions(["a red circle", "zebra giraffe"], wordtoix, source="mine.txt", line_numbers=[1, 2])
-    with pytest.raises(ValueError, match=r"<captions> #2: caption '' has no words"):
+    with pytest.raises(CaptionError, match=r"<captions> #2: caption '' has no words"):
         encode_captions(["a red circle", ""], wordtoix)
-    with pytest.raises(ValueError, match=r"#1: caption '日本語' has no ASCII word"):
+    with pytest.raises(CaptionError, match=r"#1: caption '日本語' has no ASCII word"):
         encode_captions(["日本語"], wordtoix)
     # From an example file: the file and the line are named, before any model loads.
     bad = tmp_path / "bad"
@@ -132,7 +133,7 @@ def test_out_of_vocabulary_words_are_reported_and_empty_captions_rejected(data, 
     (bad / "example_captions.txt").write_text("a red circle\n\nzebra giraffe okapi\n")
     cfg = load_config()
     cfg.DATA_DIR, cfg.TRAIN.NET_G, cfg.TRAIN.NET_E = str(bad), str(tmp_path / "missing.pth"), "x.pth"
-    with pytest.raises(ValueError, match=r"example_captions.txt line 3: caption 'zebra giraffe okapi'"):
+    with pytest.raises(CaptionError, match=r"example_captions.txt line 3: caption 'zebra giraffe okapi'"):
         gen_example(cfg, CPU)
 
 
@@ -263,3 +264,27 @@ def test_row_attention_figure_still_works():
 def test_slug():
     assert slug("A small, red circle!") == "a_small_red_circle"
     assert re.fullmatch(r"[a-z_]{1,60}", slug("word " * 40))
+
+
+def test_sampling_takes_the_speed_settings(data, tmp_path):
+    """attngan-sample, attngan-eval and attngan-serve load G through load_models, which
+    applies RUN.CHANNELS_LAST and RUN.COMPILE as training does; a compiled G's words are
+    padded to its static length, with the same images and attention maps."""
+    cfg = tiny_cfg(data, tmp_path, RUN__CHANNELS_LAST="always")
+    text = load_text_data(data, 10)
+    net_g, text_encoder = load_models(cfg, text.n_words, CPU)
+    convs = [m for m in net_g.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    cfg.RUN.CHANNELS_LAST = "never"
+    plain, _ = load_models(cfg, text.n_words, CPU)
+    assert all(m.weight.is_contiguous() for m in plain.modules() if isinstance(m, torch.nn.Conv2d))
+    batch = encode_captions(["a red circle", "a small blue square at the top"], text.wordtoix)
+    z = torch.randn(2, cfg.GAN.Z_DIM, generator=torch.Generator().manual_seed(3))
+    outputs = []
+    for static_words in (0, cfg.TEXT.WORDS_NUM):  # what speed.prepare sets on a compiled G
+        plain.static_words = static_words
+        torch.manual_seed(4)  # CA_NET's noise
+        outputs.append(generate(plain, text_encoder, batch, z))
+    (images, maps), (padded_images, padded_maps) = outputs
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(images, padded_images))
+    assert maps[0].shape == padded_maps[0].shape and torch.allclose(maps[0], padded_maps[0], atol=1e-6)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from attngan.data import synthetic
 from attngan.data.synthetic import COLORS, SHAPES, class_id, main, make_shapes_dataset
+from attngan.errors import OptionError
 
 NUM_IMAGES, IMAGE_SIZE = 24, 32
 
@@ -216,7 +217,7 @@ def test_force_keeps_foreign_files(tmp_path, capsys):
     "kwargs", [{"num_images": 1}, {"image_size": 8}, {"test_fraction": 0.0}, {"max_objects": 10}, {"object_scale": 0.0}]
 )
 def test_bad_arguments(tmp_path, kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(OptionError):
         make_shapes_dataset(tmp_path / "x", **kwargs)
     assert not (tmp_path / "x").exists()
 
@@ -282,6 +283,6 @@ def test_palette_restricts_every_colour(tmp_path, capsys):
     ],
 )
 def test_bad_palette(tmp_path, colors, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(OptionError, match=message):
         make_shapes_dataset(tmp_path / "x", num_images=6, image_size=24, colors=colors)
     assert not (tmp_path / "x").exists()

@@ -1,5 +1,5 @@
 """One training step of each stage, in float64, against a plain step written here from
-FIDELITY.md ("Training recipes", "Losses") with the loops of tests/plain.py: from the same
+docs/fidelity.md#recipes and docs/fidelity.md#losses with the loops of tests/plain.py: from the same
 small weights, batch and noise, the project's step functions must give the same
 parameters, buffers, optimiser states and averaged parameters to 1e-10 relative.
 
@@ -126,7 +126,7 @@ def project_damsm(case):
 
 
 def reference_damsm(case, clip="text", lr_epoch=DAMSM_EPOCH, sentence_terms=True, modern_eps=False):
-    """FIDELITY.md's DAMSM step, plainly. The keywords change one thing of the recipe."""
+    """docs/fidelity.md#damsm-pretraining's step, plainly. The keywords change one thing of the recipe."""
     cfg, text, image, (imgs, captions) = case
     text, image = copy.deepcopy(text), copy.deepcopy(image)
     smooth = cfg.TRAIN.SMOOTH
@@ -246,7 +246,7 @@ def reference_gan(
     decay=0.999,
     modern_eps=False,
 ):
-    """FIDELITY.md's AttnGAN step, plainly. The keywords change one thing of the recipe."""
+    """docs/fidelity.md#attngan-training's step, plainly. The keywords change one thing of the recipe."""
     cfg, net_g, nets_d, image_encoder, x = case
     net_g, nets_d = copy.deepcopy(net_g), copy.deepcopy(nets_d)
     smooth = cfg.TRAIN.SMOOTH

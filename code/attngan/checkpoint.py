@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,10 @@ def read_state_dict(path: str | Path) -> "OrderedDict[str, torch.Tensor]":
     ``module.`` prefix."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - unreadable in many ways, one message
+    except Exception as err:
         raise CheckpointError(f"{path}: not a readable PyTorch state_dict ({err})") from err
     if not isinstance(state, dict):
         raise CheckpointError(
@@ -118,3 +119,28 @@ def load_weights(module: nn.Module, path: str | Path) -> nn.Module:
             )
     module.load_state_dict(state, strict=True)
     return module
+
+
+# ---------------------------------------------------------------- the original's file names
+
+
+def image_encoder_path(net_e: str | Path) -> Path:
+    """The image encoder that goes with a text encoder file, by the original's naming."""
+    net_e = Path(net_e)
+    return net_e.with_name(net_e.name.replace("text_encoder", "image_encoder"))
+
+
+def epoch_of(path: str | Path, prefix: str) -> int:
+    """N of ``<prefix>N.pth`` (the original parses resume epochs from file names)."""
+    match = re.fullmatch(rf"{prefix}(\d+)\.pth", Path(path).name)
+    if not match:
+        raise CheckpointError(f"{path}: expected a file named {prefix}<epoch>.pth to resume from")
+    return int(match.group(1))
+
+
+def generator_epoch(path: str | Path) -> int:
+    """N of TRAIN.NET_G's ``..._N.pth`` (the original reads it after the name's last '_')."""
+    match = re.fullmatch(r".*_(\d+)\.pth", Path(path).name)
+    if not match:
+        raise CheckpointError(f"TRAIN.NET_G {path}: expected a file named netG_epoch_<N>.pth to resume from")
+    return int(match.group(1))

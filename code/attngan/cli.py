@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import distributed
 from .config import apply_overrides, check_values, load_config, record_config
-from .errors import USER_ERRORS, CommandParser, lower_on_oom, report  # noqa: F401 (cli.USER_ERRORS, cli.report)
+from .errors import USER_ERRORS, CommandParser, lower_on_oom, report
 from .run_folder import output_folder
 from .runtime import RUN_SUBFOLDERS, run_path, seed_everything, select_device
 from .speed import set_tf32

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from easydict import EasyDict
 
-from .errors import UserError
+from .errors import UserError, user_path
 
 
 def default_config() -> EasyDict:
@@ -137,8 +137,7 @@ _DEFAULTS: dict[str, Any] = {
         # AttnGAN's G and D arithmetic: 'fp32' (the original) or 'bf16' (autocast; the
         # frozen text encoder, the losses' reductions and the weights stay float32).
         "PRECISION": "fp32",
-        # Speed settings that compute the same numbers (to float32 rounding) (README
-        # "Speed"): Adam's fused kernels on CUDA; convolutions in channels-last layout, and
+        # Speed settings that compute the same numbers (to float32 rounding) (docs/speed.md): Adam's fused kernels on CUDA; convolutions in channels-last layout, and
         # G, the Ds and the image encoder compiled by torch.compile: 'auto' (on CUDA),
         # 'always' or 'never'. Neither paid on the CPU; both stay off until measured on a GPU.
         "FUSED_ADAM": True,
@@ -154,7 +153,7 @@ _DEFAULTS: dict[str, Any] = {
         # mapped; rebuilt when the images change), in CACHE_DIR ('' = DATA_DIR/cache).
         "IMAGE_CACHE": True,
         "CACHE_DIR": "",
-        # Under torchrun (README "Many GPUs"): TRAIN.BATCH_SIZE is the global batch, split
+        # Under torchrun (docs/distributed.md): TRAIN.BATCH_SIZE is the global batch, split
         # across the processes, unless BATCH_PER_PROCESS makes it each process's batch;
         # BatchNorm over the global batch (SyncBatchNorm) on CUDA with SYNC_BN.
         "BATCH_PER_PROCESS": False,
@@ -249,6 +248,13 @@ _AT_LEAST: dict[str, float] = {
 _AT_MOST: dict[str, float] = {"TREE.BRANCH_NUM": 3, "EMA.DECAY": 1}
 
 
+# Keys whose value is one of a few names (the builders would fail later, with a traceback).
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "RNN_TYPE": ("LSTM", "GRU"),
+    "DAMSM.IMAGE_BACKBONE": ("inception_v3", "compact"),
+}
+
+
 def _value(cfg: EasyDict, dotted: str) -> Any:
     node = cfg
     for part in dotted.split("."):
@@ -264,6 +270,9 @@ def check_values(cfg: EasyDict, training: str | None = None) -> None:
         if not low <= value <= high:  # also refuses a NaN
             bound = f">= {low}" if high == math.inf else f"between {low} and {high}"
             raise ConfigError(f"config key {dotted!r} must be {bound}, got {value!r}")
+    for dotted, choices in _CHOICES.items():
+        if _value(cfg, dotted) not in choices:
+            raise ConfigError(f"config key {dotted!r} must be one of {', '.join(choices)}, got {_value(cfg, dotted)!r}")
     if cfg.TEXT.EMBEDDING_DIM % 2:
         raise ConfigError(
             f"config key 'TEXT.EMBEDDING_DIM' must be even (the text encoder's two directions "
@@ -288,9 +297,9 @@ def load_config(path: str | Path | None = None) -> EasyDict:
         return cfg
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path}")
     try:
-        with open(path, encoding="utf-8") as f:
+        with user_path(path, "cannot read config file", ConfigError), open(path, encoding="utf-8") as f:
             overrides = yaml.safe_load(f) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err

@@ -25,6 +25,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from .config import ConfigError
+
 
 @dataclass(frozen=True)
 class World:
@@ -82,13 +84,13 @@ def local_batch(global_batch: int, world: World, per_process: bool = False) -> t
     if per_process:
         return global_batch, global_batch * world.size
     if global_batch % world.size:
-        raise ValueError(
+        raise ConfigError(
             f"TRAIN.BATCH_SIZE {global_batch} (the global batch) does not split evenly across "
             f"{world.size} processes; choose a multiple of {world.size}, or set "
             "RUN.BATCH_PER_PROCESS True to make TRAIN.BATCH_SIZE the batch of each process"
         )
     if world.parallel and global_batch // world.size < 2:
-        raise ValueError(
+        raise ConfigError(
             f"TRAIN.BATCH_SIZE {global_batch} leaves {global_batch // world.size} row for each of "
             f"{world.size} processes; a process needs at least 2 (the D's mismatched pairs)"
         )

@@ -35,6 +35,10 @@ class OutputError(UserError):
     """An output folder or file that cannot be made or written."""
 
 
+class OptionError(UserError):
+    """A command's option or argument value that does not fit (beyond what argparse checks)."""
+
+
 class SetupError(UserError):
     """The command cannot run on this machine as asked: a CUDA id without CUDA, weights it
     cannot fetch offline, too little GPU memory."""

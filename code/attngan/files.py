@@ -11,27 +11,49 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
+from .errors import DataError, OutputError
 
-def write_atomic(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], None]) -> None:
+
+def write_atomic(
+    path: str | os.PathLike,
+    data: bytes | Callable[[BinaryIO], None],
+    durable: bool = False,
+    before_replace: Callable[[Path], None] | None = None,
+) -> None:
     """Write ``data`` (bytes, or a function writing to a binary file) to a temporary file
     beside ``path``, then rename it over ``path``: the old file stays whole until the new
-    one is complete."""
+    one is complete. ``durable``: the new file is synced to the disk before the rename (a
+    power cut leaves the old or the new one). ``before_replace(tmp)`` runs once the new
+    file is complete, before it takes the name. A file system error (a full disk, a
+    read-only folder) is an OutputError naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             if callable(data):
                 data(f)
             else:
                 f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace(Path(tmp))
         os.replace(tmp, path)
     except BaseException as err:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
-        if isinstance(err, OSError) and err.errno is not None and err.filename is None:  # a full disk: which file
-            err.filename = str(path)
+        if isinstance(err, OSError):
+            raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
         raise
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of the file at ``path``."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def json_objects(text: str, source: str | os.PathLike, expected: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
@@ -45,16 +67,7 @@ def json_objects(text: str, source: str | os.PathLike, expected: str) -> Iterato
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not valid JSON ({err.msg})") from err
+            raise DataError(f"{where}: not valid JSON ({err.msg})") from err
         if not isinstance(record, dict):
-            raise ValueError(f"{where}: expected a JSON object with {expected}, got {line.strip()!r}")
+            raise DataError(f"{where}: expected a JSON object with {expected}, got {line.strip()!r}")
         yield number, where, record
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """The hex sha256 of a file, read in 4 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .errors import SetupError, add_note
+from .errors import OutputError, add_note
 
 PROBE = ".attngan-write-probe"
 PROBE_BYTES = 1 << 16  # one block or more on any file system: a full disk fails to take it
@@ -16,7 +16,7 @@ PROBE_BYTES = 1 << 16  # one block or more on any file system: a full disk fails
 
 def probe_writable(folder: Path, option: str) -> None:
     """Write, sync and remove a small file in ``folder``: an unwritable or full file system
-    fails now, as a SetupError naming the folder and the ``option`` that chooses another,
+    fails now, as an OutputError naming the folder and the ``option`` that chooses another,
     rather than at the first checkpoint."""
     path = folder / PROBE
     try:
@@ -25,7 +25,7 @@ def probe_writable(folder: Path, option: str) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as err:
-        raise SetupError(
+        raise OutputError(
             f"cannot write in the output folder {folder} ({err.strerror}): free space there, or "
             f"choose another folder with {option}"
         ) from err
@@ -63,7 +63,7 @@ def output_folder(
     option: str = "--output_dir",
     active: bool = True,
 ) -> Iterator[Path]:
-    """``path`` (with ``subfolders``) made and probed for writing (a SetupError naming it
+    """``path`` (with ``subfolders``) made and probed for writing (an OutputError naming it
     and ``option`` when it cannot be). When the block raises before it wrote a file under
     ``saved_in`` (sub-folders of ``path``; '' is ``path`` itself) or changed a file that
     was there, what it added is removed again: the files new since it began and the
@@ -81,7 +81,7 @@ def output_folder(
             for sub in subfolders or ("",):
                 (path / sub).mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise SetupError(
+            raise OutputError(
                 f"cannot make the output folder {path / sub} ({err.strerror}): choose another folder with {option}"
             ) from err
         probe_writable(path, option)

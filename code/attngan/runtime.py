@@ -21,7 +21,7 @@ def select_device(gpu_id: int) -> torch.device:
     if gpu_id == -1:
         return torch.device("cpu")
     if gpu_id < -1:
-        raise ValueError(f"--gpu {gpu_id}: use -1 for the CPU or a CUDA device id >= 0")
+        raise SetupError(f"--gpu {gpu_id}: use -1 for the CPU or a CUDA device id >= 0")
     if not torch.cuda.is_available():
         raise SetupError(
             f"--gpu {gpu_id} asks for CUDA device {gpu_id}, but this PyTorch sees no CUDA "

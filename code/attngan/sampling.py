@@ -29,7 +29,9 @@ from tqdm import tqdm
 from .checkpoint import CheckpointError, load_weights
 from .config import ConfigError
 from .data.text import _raw_tokens, load_text_data, tokenize
+from .errors import CaptionError, DataError, OptionError, user_path
 from .models import build_generator, build_text_encoder, text_features
+from .speed import pad_words, prepare
 from .visualize import stage_attention_figure, to_uint8
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,7 @@ def caption_words(sentence: str, wordtoix: dict[str, int], where: str) -> tuple[
             reason = "has no ASCII word (the vocabulary's words are ASCII)"
         else:
             reason = f"has no word in the vocabulary (dropped: {', '.join(oov)})"
-        raise ValueError(f"{where}: caption {sentence!r} {reason}")
+        raise CaptionError(f"{where}: caption {sentence!r} {reason}")
     return kept, oov
 
 
@@ -124,13 +126,13 @@ def encode_captions(
     made an empty caption of it. So is one of more than ``max_words`` words kept.
     """
     if not sentences:
-        raise ValueError(f"{source}: no caption to encode")
+        raise CaptionError(f"{source}: no caption to encode")
     words = []
     for i, sentence in enumerate(sentences):
         where = f"{source} line {line_numbers[i]}" if line_numbers is not None else f"{source} #{i + 1}"
         kept, oov = caption_words(sentence, wordtoix, where)
         if max_words is not None and len(kept) > max_words:
-            raise ValueError(f"{where}: caption {sentence[:40]!r}... has {len(kept)} words; at most {max_words}")
+            raise CaptionError(f"{where}: caption {sentence[:40]!r}... has {len(kept)} words; at most {max_words}")
         if oov:
             log.warning(
                 "%s: not in the vocabulary, dropped: %s (caption %r)", where, ", ".join(map(repr, oov)), sentence
@@ -149,8 +151,11 @@ def _forward(
     ca_noise: torch.Tensor | None = None,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     words_embs, sent_emb, mask = text_features(text_encoder, captions.to(z.device), cap_lens)
+    length = words_embs.size(2)
+    # a compiled G (speed.prepare) takes its words padded to one length; padded words get no attention
+    words_embs, mask = pad_words(words_embs, mask, getattr(net_g, "static_words", 0))
     fake_imgs, attention_maps, _, _ = net_g(z, sent_emb, words_embs, mask, ca_noise)
-    return fake_imgs, attention_maps
+    return fake_imgs, [maps[:, :length] for maps in attention_maps]
 
 
 def generate(
@@ -211,7 +216,8 @@ def output_root(net_g: str) -> Path:
 
 
 def load_models(cfg: EasyDict, n_words: int, device: torch.device) -> tuple[nn.Module, nn.Module]:
-    """(generator, text encoder) from TRAIN.NET_G and TRAIN.NET_E, strict, in eval mode on ``device``."""
+    """(generator, text encoder) from TRAIN.NET_G and TRAIN.NET_E, strict, in eval mode on
+    ``device``; the generator channels-last and compiled as RUN says (speed.prepare)."""
     output_root(cfg.TRAIN.NET_G)  # checks NET_G is set
     if not cfg.TRAIN.NET_E:
         raise ConfigError(
@@ -227,7 +233,8 @@ def load_models(cfg: EasyDict, n_words: int, device: torch.device) -> tuple[nn.M
         ) from err
     net_g = load_weights(build_generator(cfg, initialise=False), cfg.TRAIN.NET_G)
     log.info("loaded G from %s and the text encoder from %s", cfg.TRAIN.NET_G, cfg.TRAIN.NET_E)
-    return net_g.to(device).eval(), text_encoder.to(device).eval()
+    # RUN.CHANNELS_LAST and RUN.COMPILE, as in training
+    return prepare(net_g.to(device).eval(), cfg, device), text_encoder.to(device).eval()
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -257,14 +264,15 @@ def read_example_list(data_dir: str | Path) -> list[str]:
     ``.txt``), empty lines skipped."""
     path = Path(data_dir) / "example_filenames.txt"
     if not path.is_file():
-        raise FileNotFoundError(
+        raise DataError(
             f"{path} not found: with B_VALIDATION False, sampling reads the caption files "
             "it lists (one path under DATA_DIR without '.txt' a line); or pass --caption TEXT"
         )
-    names = [line.strip() for line in path.read_text(encoding="utf-8").split("\n")]
+    with user_path(path, "cannot read"):
+        names = [line.strip() for line in path.read_text(encoding="utf-8").split("\n")]
     names = [n for n in names if n]
     if not names:
-        raise ValueError(f"{path} lists no caption file")
+        raise DataError(f"{path} lists no caption file")
     return names
 
 
@@ -272,9 +280,11 @@ def read_caption_file(path: Path) -> tuple[list[str], list[int]]:
     """Sentences of a caption file and their line numbers (1-based). As the original, empty
     lines and lines without any word are skipped (the latter with a warning)."""
     if not path.is_file():
-        raise FileNotFoundError(f"caption file not found: {path} (listed in example_filenames.txt)")
+        raise DataError(f"caption file not found: {path} (listed in example_filenames.txt)")
     sentences, numbers = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").split("\n"), 1):
+    with user_path(path, "cannot read caption file"):
+        text = path.read_text(encoding="utf-8", errors="replace")
+    for number, line in enumerate(text.split("\n"), 1):
         if not line:
             continue
         if not _raw_tokens(line):
@@ -284,7 +294,7 @@ def read_caption_file(path: Path) -> tuple[list[str], list[int]]:
         sentences.append(line)
         numbers.append(number)
     if not sentences:
-        raise ValueError(f"{path} has no caption")
+        raise DataError(f"{path} has no caption")
     return sentences, numbers
 
 
@@ -391,7 +401,7 @@ def sample_captions(
     its images do not depend on the other captions.
     """
     if n_per_caption < 1:
-        raise ValueError(f"--n must be >= 1, got {n_per_caption}")
+        raise OptionError(f"--n must be >= 1, got {n_per_caption}")
     text = load_text_data(cfg.DATA_DIR, cfg.TEXT.CAPTIONS_PER_IMAGE)
     encoded = encode_captions(list(sentences), text.wordtoix, "--caption", max_words=MAX_CAPTION_WORDS)
     net_g, text_encoder = load_models(cfg, text.n_words, device)

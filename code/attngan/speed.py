@@ -5,7 +5,7 @@ Those that compute the same numbers (to float32 rounding): fused Adam on CUDA
 (RUN.COMPILE), the last two 'auto' (on CUDA), 'always' or 'never' (the default until they
 are measured on a GPU: neither paid on the CPU). Those that change the numbers are
 opt-in: TF32 (RUN.TF32) and bf16 autocast (RUN.PRECISION for G and D, RUN.ENCODER_PRECISION
-for the frozen image encoder of the AttnGAN step). README "Speed" has the measurements.
+for the frozen image encoder of the AttnGAN step). docs/speed.md has the measurements.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def prepare(module: nn.Module, cfg: EasyDict, device: torch.device) -> nn.Module
     random ops draw from PyTorch's own generators (inductor's ``fallback_random``), so a
     compiled step draws the same noise as an eager one. Shapes are static: callers give a
     compiled G its words padded to TEXT.WORDS_NUM (pad_words), so that it compiles once
-    rather than once per caption length."""
+    rather than once per caption length; the length is the compiled module's
+    ``static_words``."""
     if enabled(cfg, "CHANNELS_LAST", device):
         module.to(memory_format=torch.channels_last)
     if enabled(cfg, "COMPILE", device):
@@ -63,6 +64,7 @@ def prepare(module: nn.Module, cfg: EasyDict, device: torch.device) -> nn.Module
 
         inductor_config.fallback_random = True
         module.compile(dynamic=False)
+        module.static_words = cfg.TEXT.WORDS_NUM  # what a compiled G's words are padded to
     return module
 
 

@@ -23,7 +23,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..errors import SetupError
+from ..errors import DataError, SetupError
 from ..files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,12 @@ VERSION = 1  # of the file layout and of the decoding below
 def open_rgb(path: Path) -> Image.Image:
     """The image at ``path`` in RGB; a missing or unreadable file is an error naming it."""
     if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
+        raise DataError(f"image not found: {path}")
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
-        raise OSError(
+        raise DataError(
             f"cannot read image {path} (truncated or corrupt?): {err}; attngan-check-data lists every "
             "unreadable file of a dataset"
         ) from err

@@ -27,7 +27,7 @@ from attngan import errors
 from attngan.config import load_config
 from attngan.data.pickles import RefusedGlobalError, load_pickle
 from attngan.data.text import tokenize
-from attngan.errors import USER_ERRORS, CommandParser
+from attngan.errors import USER_ERRORS, CommandParser, DataError, OptionError
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def _load(path: Path, report: CheckReport) -> tuple[bool, Any]:
         return True, load_pickle(path)
     except RefusedGlobalError as err:
         report.add(path, f"refused, not loaded: {_reason(err, path)}")
-    except Exception as err:  # a corrupt pickle raises almost anything
+    except DataError as err:  # missing, unreadable, truncated or not a pickle
         report.add(path, f"unreadable: {_reason(err, path)}")
     return False, None
 
@@ -275,7 +275,7 @@ def _check_image(path: Path, problems: list[Problem]) -> tuple[int, int] | None:
         with Image.open(path) as img:
             img.load()  # decodes every byte: verify() alone misses a truncated file
             return img.size
-    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ...
+    except Exception as err:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, ...
         problems.append(Problem(path, f"cannot decode image: {err}"))
         return None
 
@@ -380,12 +380,12 @@ def _settings(args: argparse.Namespace) -> tuple[str, int]:
     cfg = load_config(args.cfg) if args.cfg else None
     data_dir = args.data_dir or (cfg.DATA_DIR if cfg else "")
     if not data_dir:
-        raise ValueError("no dataset: give --data_dir, or --cfg with a DATA_DIR")
+        raise OptionError("no dataset: give --data_dir, or --cfg with a DATA_DIR")
     cpi = args.captions_per_image
     if cpi is None:
         cpi = cfg.TEXT.CAPTIONS_PER_IMAGE if cfg else 10
     if cpi < 1:
-        raise ValueError(f"captions per image must be >= 1, got {cpi}")
+        raise OptionError(f"captions per image must be >= 1, got {cpi}")
     return data_dir, cpi
 
 

@@ -21,6 +21,8 @@ from attngan.data.cache import ImageCache, decode, open_cache
 from attngan.data.pickles import load_pickle
 from attngan.data.text import load_text_data, pad_or_sample
 
+from ..errors import DataError
+
 log = logging.getLogger(__name__)
 
 _BIRDS_LAYOUT = """expected layout (birds / CUB-200-2011):
@@ -48,12 +50,12 @@ def load_bboxes(data_dir: str | Path) -> dict[str, list[int]]:
         boxes = pd.read_csv(cub / "bounding_boxes.txt", sep=r"\s+", header=None).astype(int)
         files = pd.read_csv(cub / "images.txt", sep=r"\s+", header=None)[1].tolist()
     except (ValueError, KeyError) as err:  # pandas' parser errors are ValueErrors; KeyError: no 2nd column
-        raise ValueError(
+        raise DataError(
             f"{cub}: bounding_boxes.txt or images.txt is not the CUB table it should be ({err}); "
             "attngan-check-data names the file"
         ) from err
     if len(boxes) != len(files):
-        raise ValueError(f"{cub}: {len(boxes)} rows in bounding_boxes.txt but {len(files)} in images.txt")
+        raise DataError(f"{cub}: {len(boxes)} rows in bounding_boxes.txt but {len(files)} in images.txt")
     return {name[:-4]: boxes.iloc[i, 1:].tolist() for i, name in enumerate(files)}
 
 
@@ -193,7 +195,7 @@ class TextDataset(Dataset):
         if self.bboxes is None:
             return None
         if key not in self.bboxes:
-            raise ValueError(f"{key!r} is not in {self.data_dir / 'CUB_200_2011' / 'images.txt'}")
+            raise DataError(f"{key!r} is not in {self.data_dir / 'CUB_200_2011' / 'images.txt'}")
         return self.bboxes[key]
 
     def __getitem__(self, index: int) -> tuple[list[torch.Tensor], torch.Tensor, int, int, str]:
@@ -221,7 +223,7 @@ def _check_layout(data_dir: Path, split: str, birds: bool) -> None:
     """One FileNotFoundError listing every missing input, with the expected layout."""
     layout = _BIRDS_LAYOUT if birds else _COCO_LAYOUT
     if not data_dir.is_dir():
-        raise FileNotFoundError(f"data directory not found: {data_dir}\n{layout}")
+        raise DataError(f"data directory not found: {data_dir}\n{layout}")
     cub = data_dir / "CUB_200_2011"
     needed = [data_dir / split / "filenames.pickle"]
     if birds:
@@ -232,9 +234,7 @@ def _check_layout(data_dir: Path, split: str, birds: bool) -> None:
     if not (data_dir / "captions.pickle").is_file() and not (data_dir / "text").is_dir():
         missing.append(f"{data_dir / 'text'} (or {data_dir / 'captions.pickle'})")
     if missing:
-        raise FileNotFoundError(
-            f"dataset {data_dir} is incomplete; missing:\n  " + "\n  ".join(missing) + "\n" + layout
-        )
+        raise DataError(f"dataset {data_dir} is incomplete; missing:\n  " + "\n  ".join(missing) + "\n" + layout)
 
 
 def _load_class_ids(split_dir: Path, count: int) -> np.ndarray:
@@ -245,9 +245,9 @@ def _load_class_ids(split_dir: Path, count: int) -> np.ndarray:
     try:
         class_id = np.asarray(load_pickle(path), dtype=np.int64)
     except (TypeError, ValueError, OverflowError) as err:
-        raise ValueError(f"{path}: expected a list of integer class ids, one per image ({err})") from err
+        raise DataError(f"{path}: expected a list of integer class ids, one per image ({err})") from err
     if class_id.ndim != 1 or len(class_id) != count:
-        raise ValueError(f"{path}: {len(class_id)} class ids for {count} images")
+        raise DataError(f"{path}: {len(class_id)} class ids for {count} images")
     return class_id
 
 

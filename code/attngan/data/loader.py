@@ -9,13 +9,17 @@ holds with any number of workers, and the main process's generators are left unt
 
 from __future__ import annotations
 
+import atexit
 import random
 import signal
+import weakref
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..config import ConfigError
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
@@ -102,6 +106,37 @@ class EpochBatches(Sampler):
             yield keys
 
 
+class _WorkerLoader(DataLoader):
+    """A DataLoader whose worker processes (which ignore SIGINT and SIGTERM) are shut down
+    by ``shutdown_workers`` however the run ends."""
+
+    def __iter__(self):
+        iterator = super().__iter__()
+        if self.num_workers > 0:
+            _LIVE_ITERATORS.add(iterator)
+        return iterator
+
+
+_LIVE_ITERATORS: weakref.WeakSet = weakref.WeakSet()
+
+
+def shutdown_workers() -> None:
+    """Stop the worker processes of every epoch loader still iterating. Workers ignore
+    SIGTERM (``ignore_stop_signals``), so they go only when their iterator tells them to;
+    an iterator left behind by an error (its frames held by the traceback) would otherwise
+    keep them, and Python's exit, which terminates and then joins child processes, would
+    wait for them for ever. Called when a training run ends, and at exit."""
+    for iterator in list(_LIVE_ITERATORS):
+        # PyTorch's own clean-up (what the iterator's __del__ runs): the workers are told to
+        # stop, joined, and their pids removed from the SIGCHLD watch. It is idempotent.
+        iterator._shutdown_workers()
+    _LIVE_ITERATORS.clear()
+
+
+# Registered after multiprocessing's exit handler (torch imports it first), so it runs before it.
+atexit.register(shutdown_workers)
+
+
 def ignore_stop_signals(_worker_id: int) -> None:
     """In a DataLoader worker: leave Ctrl-C and SIGTERM to the main process. A terminal (or a
     scheduler stopping a job) signals the whole process group; a worker killed by it would
@@ -126,7 +161,7 @@ def epoch_loader(
     of which this process (``rank`` of ``processes``) reads its share. ``pin_memory`` (for
     a CUDA run): batches in page-locked memory, whose copies to the GPU overlap with its work."""
     if len(dataset) < batch_size:
-        raise ValueError(
+        raise ConfigError(
             f"the dataset has {len(dataset)} items, fewer than TRAIN.BATCH_SIZE {batch_size} "
             "(batches drop the last incomplete one, so nothing would be trained)"
         )
@@ -135,7 +170,7 @@ def epoch_loader(
     # Its own generator: creating the iterator draws a base seed, which must not move the
     # global generator that the training step draws noise from.
     generator = torch.Generator().manual_seed(item_seed(seed, epoch, -2))
-    return DataLoader(
+    return _WorkerLoader(
         items,
         batch_sampler=sampler,
         num_workers=workers,

@@ -54,6 +54,8 @@ from attngan.data.writing import (
 )
 from attngan.errors import USER_ERRORS, CommandParser, report
 
+from ..errors import SetupError
+
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[3]
@@ -162,7 +164,7 @@ def _source(name: str) -> Path:
     """The repository config ``name`` (cfg/...)."""
     path = REPO / name
     if not path.is_file():
-        raise FileNotFoundError(
+        raise SetupError(
             f"{path} not found: attngan-make-dataset derives its configs from the repository's "
             "cfg/ folder (run it from a clone with the package installed in place)"
         )

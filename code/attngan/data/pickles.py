@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import builtins
 import collections
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from attngan.errors import DataError, user_path
+from attngan.files import write_atomic
 
 _ALLOWED_BUILTINS = frozenset(
     {"list", "dict", "tuple", "set", "frozenset", "str", "bytes", "int", "float", "bool", "complex"}
@@ -28,7 +29,7 @@ _ALLOWED_BUILTINS = frozenset(
 _BUILTIN_MODULES = frozenset({"builtins", "__builtin__"})
 
 
-class RefusedGlobalError(pickle.UnpicklingError):
+class RefusedGlobalError(DataError):
     """A data pickle names a global outside the allowed plain types."""
 
 
@@ -54,28 +55,19 @@ def load_pickle(path: str | Path) -> Any:
     """Load a data pickle (py2 or py3) through the restricted unpickler."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"pickle file not found: {path}")
-    with open(path, "rb") as f:
+        raise DataError(f"pickle file not found: {path}")
+    with user_path(path, "cannot read pickle"), open(path, "rb") as f:
         try:
             return _RestrictedUnpickler(f, path).load()
         except RefusedGlobalError:
             raise
         except UnicodeDecodeError as err:
-            raise pickle.UnpicklingError(f"{path}: a Python-2 string is not UTF-8: {err}") from err
-        except (EOFError, ValueError, pickle.UnpicklingError) as err:
-            raise pickle.UnpicklingError(f"{path}: truncated or not a pickle: {err}") from err
+            raise DataError(f"{path}: a Python-2 string is not UTF-8: {err}") from err
+        # what a truncated or garbled pickle raises, as the unpickler meets it
+        except (EOFError, ValueError, IndexError, KeyError, TypeError, OverflowError, pickle.UnpicklingError) as err:
+            raise DataError(f"{path}: truncated or not a pickle: {err}") from err
 
 
 def save_pickle(obj: Any, path: str | Path) -> None:
     """Write ``obj`` with protocol 2 (readable by Python 2) atomically: temp file + rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(obj, f, protocol=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: pickle.dump(obj, f, protocol=2), durable=True)

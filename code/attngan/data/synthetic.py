@@ -31,6 +31,8 @@ from attngan.data.writing import (
 )
 from attngan.errors import USER_ERRORS, CommandParser, report
 
+from ..errors import OptionError
+
 logger = logging.getLogger(__name__)
 
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -327,22 +329,22 @@ def _validate(
     colors: list[str],
 ) -> None:
     if num_images < 2:
-        raise ValueError(f"num_images must be >= 2, got {num_images}")
+        raise OptionError(f"num_images must be >= 2, got {num_images}")
     if image_size < 16:
-        raise ValueError(f"image_size must be >= 16, got {image_size}")
+        raise OptionError(f"image_size must be >= 16, got {image_size}")
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise OptionError(f"test_fraction must be in (0, 1), got {test_fraction}")
     if captions_per_image < 1:
-        raise ValueError(f"captions_per_image must be >= 1, got {captions_per_image}")
+        raise OptionError(f"captions_per_image must be >= 1, got {captions_per_image}")
     if not 1 <= max_objects <= 9:
-        raise ValueError(f"max_objects must be in 1..9, got {max_objects}")
+        raise OptionError(f"max_objects must be in 1..9, got {max_objects}")
     if not 0 < object_scale <= 3:
-        raise ValueError(f"object_scale must be in (0, 3], got {object_scale}")
+        raise OptionError(f"object_scale must be in (0, 3], got {object_scale}")
     unknown = [c for c in colors if c not in COLORS]
     if unknown:
-        raise ValueError(f"colors: unknown colour(s) {', '.join(map(repr, unknown))}; known: {', '.join(COLORS)}")
+        raise OptionError(f"colors: unknown colour(s) {', '.join(map(repr, unknown))}; known: {', '.join(COLORS)}")
     if len(set(colors)) != len(colors) or len(colors) < 2:
-        raise ValueError(
+        raise OptionError(
             f"colors must name at least two distinct colours (the background differs from "
             f"the main object's), got {colors}"
         )

@@ -15,6 +15,8 @@ from nltk.tokenize import RegexpTokenizer
 
 from attngan.data.pickles import load_pickle, save_pickle
 
+from ..errors import DataError, user_path
+
 log = logging.getLogger(__name__)
 
 _TOKENIZER = RegexpTokenizer(r"\w+")
@@ -37,10 +39,11 @@ def tokenize(caption: str) -> list[str]:
 
 def _read_captions(path: Path, captions_per_image: int) -> list[list[str]]:
     if not path.is_file():
-        raise FileNotFoundError(f"caption file not found: {path}")
+        raise DataError(f"caption file not found: {path}")
     # split('\n') as the original: str.splitlines() also splits on \x0b, \x1c, \u2028...,
     # which would change which lines count as captions.
-    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    with user_path(path, "cannot read caption file"):
+        lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
     captions: list[list[str]] = []
     for line in lines:
         raw = _raw_tokens(line)
@@ -68,7 +71,7 @@ def load_captions(data_dir: str | Path, filenames: list[str], captions_per_image
         path = Path(data_dir) / "text" / f"{key}.txt"
         captions = _read_captions(path, captions_per_image)
         if len(captions) < captions_per_image:
-            raise ValueError(
+            raise DataError(
                 f"{path}: {len(captions)} non-empty captions, CAPTIONS_PER_IMAGE needs {captions_per_image}"
             )
         all_captions.extend(captions)
@@ -115,7 +118,7 @@ class TextData:
 def _load_filenames(data_dir: Path) -> tuple[list[str], list[str]]:
     paths = [data_dir / split / "filenames.pickle" for split in ("train", "test")]
     if not any(p.is_file() for p in paths):
-        raise FileNotFoundError(
+        raise DataError(
             f"neither {paths[0]} nor {paths[1]} exists; expected DATA_DIR/train/filenames.pickle "
             "and DATA_DIR/test/filenames.pickle (lists of image keys), see data/README.md"
         )
@@ -128,7 +131,7 @@ def _load_filenames(data_dir: Path) -> tuple[list[str], list[str]]:
 def _keys(path: Path) -> list[str]:
     keys = load_pickle(path)
     if not isinstance(keys, (list, tuple)) or not all(isinstance(k, str) for k in keys):
-        raise ValueError(
+        raise DataError(
             f"{path}: expected a list of image keys (strings), got {type(keys).__name__}"
             + (" with other items" if isinstance(keys, (list, tuple)) else "")
         )
@@ -138,16 +141,16 @@ def _keys(path: Path) -> list[str]:
 def _check_pickle(x: object, path: Path, names: tuple[list[str], list[str]], captions_per_image: int) -> None:
     layout = "[train_captions, test_captions, ixtoword, wordtoix] (two lists of word-id lists, two dicts)"
     if not isinstance(x, (list, tuple)) or len(x) != 4:
-        raise ValueError(f"{path}: expected {layout}")
+        raise DataError(f"{path}: expected {layout}")
     if not (
         all(isinstance(c, (list, tuple)) for c in x[:2])
         and all(isinstance(d, dict) for d in x[2:])
         and all(isinstance(ids, (list, tuple)) for split in x[:2] for ids in split)
     ):
-        raise ValueError(f"{path}: expected {layout}, got other types; delete it to rebuild it from text/")
+        raise DataError(f"{path}: expected {layout}, got other types; delete it to rebuild it from text/")
     for split, captions, keys in zip(("train", "test"), x[:2], names):
         if keys and len(captions) != len(keys) * captions_per_image:
-            raise ValueError(
+            raise DataError(
                 f"{path}: {len(captions)} {split} captions, but {len(keys)} {split} images x "
                 f"CAPTIONS_PER_IMAGE {captions_per_image} = {len(keys) * captions_per_image}; "
                 "wrong CAPTIONS_PER_IMAGE, or a stale captions.pickle (delete it to rebuild)"
@@ -175,19 +178,6 @@ def load_text_data(data_dir: str | Path, captions_per_image: int) -> TextData:
         save_pickle([train_ids, test_ids, ixtoword, wordtoix], path)
         log.info("built %s (%d words)", path, len(ixtoword))
     return TextData(train_names, test_names, train_ids, test_ids, ixtoword, wordtoix)
-
-
-def encode_caption(text: str, wordtoix: dict[str, int]) -> tuple[list[int], list[str]]:
-    """Word ids of ``text`` and its out-of-vocabulary words (dropped from the ids).
-
-    ValueError when no word is left (empty, non-ASCII only, or all out of vocabulary).
-    """
-    tokens = tokenize(text)
-    ids = [wordtoix[t] for t in tokens if t in wordtoix]
-    oov = [t for t in tokens if t not in wordtoix]
-    if not ids:
-        raise ValueError(f"caption {text!r} has no word in the vocabulary (out of vocabulary: {oov})")
-    return ids, oov
 
 
 def pad_or_sample(

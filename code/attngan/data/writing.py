@@ -19,6 +19,8 @@ from PIL import Image
 
 from attngan.data.pickles import save_pickle
 
+from ..errors import OutputError, user_path
+
 T = TypeVar("T")
 
 
@@ -29,17 +31,15 @@ def check_out_dir(out_dir: Path, overwrite: bool, own_entries: Collection[str]) 
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
-        raise FileExistsError(f"{out_dir} exists and is not a folder")
+        raise OutputError(f"{out_dir} exists and is not a folder")
     entries = {p.name for p in out_dir.iterdir()}
     if not entries:
         return
     if not overwrite:
-        raise FileExistsError(
-            f"{out_dir} exists and is not empty; pass --force to replace it (overwrite=True from Python)"
-        )
+        raise OutputError(f"{out_dir} exists and is not empty; pass --force to replace it (overwrite=True from Python)")
     foreign = sorted(entries - set(own_entries))
     if foreign:
-        raise FileExistsError(
+        raise OutputError(
             f"refusing to replace {out_dir}: it holds files this tool does not write: " + ", ".join(foreign[:5])
         )
 
@@ -50,12 +50,14 @@ def write_into_place(out_dir: Path, write: Callable[[Path], T]) -> T:
     Check ``out_dir`` with ``check_out_dir`` first."""
     partial = out_dir.parent / f".{out_dir.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    with user_path(partial, "cannot make the folder", OutputError):
+        partial.mkdir(parents=True)
     try:
         result = write(partial)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        partial.rename(out_dir)
+        with user_path(out_dir, "cannot write the folder", OutputError):
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            partial.rename(out_dir)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -14,6 +14,7 @@ from easydict import EasyDict
 from ..data.datasets import TextDataset
 from ..data.text import pad_or_sample
 from ..distributed import SINGLE, World, gather_to_main
+from ..errors import DataError
 from ..models import text_features
 from ..sampling import draw_noise, encode_captions
 from ..visualize import quantise
@@ -71,7 +72,7 @@ def load_eval_captions(dataset: TextDataset, seed: int) -> EvalCaptions:
         fixed, length = pad_or_sample(ids, dataset.words_num, rng)
         if length == 0:
             key = dataset.filenames[row // cpi]
-            raise ValueError(
+            raise DataError(
                 f"{dataset.data_dir}/text/{key}.txt: caption {row % cpi + 1} has no word; "
                 "R-precision needs every test caption"
             )

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from ..errors import DataError
 from ..files import json_objects, write_atomic
 from .captions import Batch, EvalCaptions, encode, inverse, sample_rows
 
@@ -41,10 +42,10 @@ def read_manifest(image_dir: str | Path) -> list[ManifestEntry]:
     error names the manifest, the line and the file."""
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
-        raise FileNotFoundError(f"image folder not found: {image_dir}")
+        raise DataError(f"image folder not found: {image_dir}")
     manifest = image_dir / MANIFEST
     if not manifest.is_file():
-        raise FileNotFoundError(
+        raise DataError(
             f"{manifest} not found: a folder of images to score needs a manifest, one JSON "
             'object a line: {"file": "0001.png", "caption": "...", "class_id": 3} '
             "(class_id optional), see docs/evaluation.md"
@@ -56,20 +57,20 @@ def read_manifest(image_dir: str | Path) -> list[ManifestEntry]:
         )
     ]
     if not entries:
-        raise ValueError(f"{manifest} lists no image")
+        raise DataError(f"{manifest} lists no image")
     return entries
 
 
 def _manifest_entry(image_dir: Path, where: str, number: int, record: dict) -> ManifestEntry:
     for key in ("file", "caption"):
         if not isinstance(record.get(key), str):
-            raise ValueError(f'{where}: "{key}" must be a string, got {record.get(key)!r}')
+            raise DataError(f'{where}: "{key}" must be a string, got {record.get(key)!r}')
     class_id = record.get("class_id", -1)
     if not isinstance(class_id, int) or isinstance(class_id, bool):
-        raise ValueError(f'{where}: "class_id" must be an integer, got {class_id!r}')
+        raise DataError(f'{where}: "class_id" must be an integer, got {class_id!r}')
     path = image_dir / record["file"]
     if not path.is_file():
-        raise FileNotFoundError(f"{where}: image not found: {path}")
+        raise DataError(f"{where}: image not found: {path}")
     return ManifestEntry(path, record["caption"], class_id, number)
 
 
@@ -78,7 +79,7 @@ def _read_image(entry: ManifestEntry, manifest: Path) -> np.ndarray:
         with Image.open(entry.path) as img:
             return np.asarray(img.convert("RGB"))
     except OSError as err:
-        raise ValueError(f"{manifest} line {entry.line}: cannot read image {entry.path}: {err}") from err
+        raise DataError(f"{manifest} line {entry.line}: cannot read image {entry.path}: {err}") from err
 
 
 def folder_batches(
@@ -101,7 +102,7 @@ def folder_batches(
             image = _read_image(entry, manifest)
             size = size or image.shape
             if image.shape != size:
-                raise ValueError(
+                raise DataError(
                     f"{manifest} line {entry.line}: {entry.path} is {image.shape[1]}x{image.shape[0]} "
                     f"but the first image is {size[1]}x{size[0]}; every image must have the same size"
                 )

@@ -11,11 +11,10 @@ import torch
 import torch.nn as nn
 from easydict import EasyDict
 
-from ..checkpoint import load_weights
+from ..checkpoint import image_encoder_path, load_weights
 from ..config import ConfigError
 from ..models import build_image_encoder, build_text_encoder
 from ..sampling import load_models
-from ..training.damsm import image_encoder_path
 
 log = logging.getLogger(__name__)
 

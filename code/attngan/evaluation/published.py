@@ -14,7 +14,7 @@ import torch
 from easydict import EasyDict
 
 from ..data.datasets import build_dataset
-from ..files import sha256_of
+from ..files import sha256_file
 from ..metrics import clip_scores, fid_dmgan, inception_cub
 from .captions import Batch
 from .registry import Metric, MetricContext, register_metric
@@ -107,7 +107,7 @@ class DmganFid(Metric):
         ev = ctx.cfg.EVAL
         self.path, self.stats_path, self.pad = ev.DMGAN_INCEPTION, ev.FID_DMGAN_STATS, ev.FID_DMGAN_REAL_IMAGES
         self.net = fid_dmgan.load_dmgan_inception(self.path, ctx.device)
-        self.sha256 = sha256_of(self.path)
+        self.sha256 = sha256_file(self.path)
         self.reference = fid_dmgan.load_statistics(self.stats_path) if self.stats_path else None
         self.fake = _Features50()
         self.real_count = 0
@@ -127,7 +127,7 @@ class DmganFid(Metric):
 
     def protocol(self) -> dict[str, Any]:
         if self.stats_path:
-            real = f"statistics file {self.stats_path} (sha256 {sha256_of(self.stats_path)})"
+            real = f"statistics file {self.stats_path} (sha256 {sha256_file(self.stats_path)})"
         elif self.pad:
             real = (
                 f"{self.real_count} views of the test images (padded to EVAL.FID_DMGAN_REAL_IMAGES = {self.pad}, "
@@ -151,7 +151,7 @@ def _clip(ctx: MetricContext) -> clip_scores.Clip:
     """One CLIP for clip_rp and clip_score."""
     if "clip" not in ctx.shared:
         ctx.shared["clip"] = clip_scores.load_clip(ctx.cfg.EVAL.CLIP_WEIGHTS, ctx.device)
-        ctx.shared["clip_sha256"] = sha256_of(ctx.cfg.EVAL.CLIP_WEIGHTS)
+        ctx.shared["clip_sha256"] = sha256_file(ctx.cfg.EVAL.CLIP_WEIGHTS)
     return ctx.shared["clip"]
 
 

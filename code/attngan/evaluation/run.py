@@ -16,13 +16,14 @@ import torch
 import torch.nn as nn
 from easydict import EasyDict
 
+from ..checkpoint import image_encoder_path
 from ..data.datasets import build_dataset
 from ..distributed import SINGLE, World, broadcast
+from ..errors import OptionError
 from ..files import write_atomic
 from ..metrics.localisation import load_objects
 from ..metrics.object_match import ObjectJudge, ObjectTally
 from ..runtime import eval_mode, forked_rng
-from ..training.damsm import image_encoder_path
 from . import published  # noqa: F401 (registers is_cub, fid_dmgan, clip_rp and clip_score)
 from .captions import generated_batches, load_eval_captions
 from .folder import MANIFEST, folder_batches, read_manifest
@@ -42,9 +43,9 @@ def parse_metrics(text: str | Iterable[str]) -> set[str]:
     names = [n for n in names if n]
     unknown = sorted(set(names) - set(METRICS))
     if unknown:
-        raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; choose from {', '.join(METRICS)}")
+        raise OptionError(f"unknown metric(s) {', '.join(map(repr, unknown))}; choose from {', '.join(METRICS)}")
     if not names:
-        raise ValueError(f"no metric named; choose from {', '.join(METRICS)}")
+        raise OptionError(f"no metric named; choose from {', '.join(METRICS)}")
     return set(names)
 
 
@@ -88,18 +89,18 @@ def evaluate(
     seed = cfg.EVAL.SEED if seed is None else seed
     for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
         if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+            raise OptionError(f"{name} must be >= 1, got {value}")
     if image_dir is not None and metrics & {"loc", "obj"}:
-        raise ValueError(
+        raise OptionError(
             "'loc' and 'obj' score the generator's attention and images against the test images' "
             "objects: they need TRAIN.NET_G, not an image folder"
         )
     if image_dir is not None and save_images:
-        raise ValueError("save_images keeps generated images; the images of an image folder are on disk already")
+        raise OptionError("save_images keeps generated images; the images of an image folder are on disk already")
     entries = read_manifest(image_dir) if image_dir is not None else None
     num_samples = len(entries) if entries is not None else num_samples
     if metrics & {"rp", "is", "clip_rp"} and num_samples < cfg.EVAL.SPLITS:
-        raise ValueError(
+        raise OptionError(
             f"{num_samples} images for {cfg.EVAL.SPLITS} splits (EVAL.SPLITS): R-precision and the "
             "Inception score need at least one image a split"
         )

@@ -21,7 +21,7 @@ import torch
 
 from ..checkpoint import CheckpointError, atomic_save
 from ..errors import USER_ERRORS, CommandParser, SetupError, report, user_path
-from ..files import sha256_of, write_atomic
+from ..files import sha256_file, write_atomic
 from .inception_cub import CubInception
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def convert(prefix: str, out: str | os.PathLike) -> str:
     out = Path(out)
     with user_path(out, "--out"):
         atomic_save(state, out)
-        digest = sha256_of(out)
+        digest = sha256_file(out)
         write_atomic(f"{out}.sha256", f"{digest}  {out.name}\n".encode())
     log.info(
         "converted %d tensors (%d classes) from %s to %s", len(state), net.logits.logits.biases.numel(), prefix, out

@@ -24,7 +24,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, Featu
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from ..errors import SetupError
+from ..errors import DataError, SetupError, user_path
 from ..files import write_atomic
 from ..visualize import quantise
 
@@ -202,14 +202,14 @@ class ImageQuality:
 
     def load_real_statistics(self, path: str | os.PathLike) -> None:
         """Use the real statistics saved by ``save_real_statistics`` instead of ``update_real``."""
-        with np.load(path) as saved:
+        with user_path(path, "cannot read FID statistics"), np.load(path) as saved:
             mu, sigma, n = (
                 torch.as_tensor(saved[key], dtype=torch.float64, device=self.device)
                 for key in ("mu", "sigma", "num_images")
             )
         fid = self._fid_metric(len(mu))
         if fid.real_features_sum.shape != mu.shape:
-            raise ValueError(
+            raise DataError(
                 f"{path} holds {len(mu)}-d statistics, the network gives {len(fid.real_features_sum)}-d features"
             )
         fid.real_features_sum = mu * n

@@ -35,7 +35,7 @@ from torch import nn
 from ..checkpoint import CheckpointError, read_state_dict
 from ..config import ConfigError
 from ..errors import SetupError
-from ..files import sha256_of
+from ..files import sha256_file
 from .image_quality import inception_score_from_probs
 
 NUM_CLASSES = 51  # 50 CUB test classes + slim's background class 0
@@ -286,7 +286,7 @@ def load_cub_inception(path: str | os.PathLike, device: torch.device | str = "cp
             f"expected {len(expected)} tensors and {NUM_CLASSES} logits)"
         )
     net.load_state_dict(state)
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     recorded = f"{path}.sha256"
     if os.path.isfile(recorded):
         with open(recorded, encoding="utf-8") as f:

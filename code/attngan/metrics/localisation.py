@@ -43,6 +43,8 @@ from attngan.losses import word_region_attention
 from attngan.models import text_features
 from attngan.runtime import eval_mode, forked_rng
 
+from ..errors import DataError, user_path
+
 Box = Sequence[float]  # [x, y, w, h] in pixels
 KINDS = ("colour", "shape")
 
@@ -68,16 +70,17 @@ def load_objects(data_dir: str | Path) -> dict[str, Any]:
     """The parsed ``DATA_DIR/objects.json`` (image_size, colors, shapes, images by key)."""
     path = Path(data_dir) / "objects.json"
     if not path.is_file():
-        raise FileNotFoundError(
+        raise DataError(
             f"{path} not found: attention localisation and object match need a dataset with "
             "objects.json, such as the generated shapes dataset (attngan-make-shapes)"
         )
     try:
-        objects = json.loads(path.read_text(encoding="utf-8"))
+        with user_path(path, "cannot read"):
+            objects = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:  # not UTF-8, or not JSON
-        raise ValueError(f"{path}: not readable JSON ({err}); rewrite it with attngan-make-shapes") from err
+        raise DataError(f"{path}: not readable JSON ({err}); rewrite it with attngan-make-shapes") from err
     if not isinstance(objects, dict) or not isinstance(objects.get("images"), dict):
-        raise ValueError(
+        raise DataError(
             f'{path}: expected a JSON object with "images" (the objects of each image by key), '
             f"as attngan-make-shapes writes it"
         )

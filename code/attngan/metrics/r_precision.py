@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import DataError
+
 
 @dataclass
 class RPrecision:
@@ -36,7 +38,7 @@ def draw_mismatched(
         rows = np.flatnonzero(image_classes == cls)
         allowed = np.flatnonzero(pool_classes != cls)
         if len(allowed) == 0:
-            raise ValueError(f"no caption of another class than {cls} to draw mismatched captions from")
+            raise DataError(f"no caption of another class than {cls} to draw mismatched captions from")
         out[rows] = rng.choice(allowed, size=(len(rows), count), replace=True)
     return out
 

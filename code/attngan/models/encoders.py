@@ -118,7 +118,7 @@ def inception_v3_backbone(weights: str | bool | None = None) -> nn.Module:
     if weights is True:
         try:
             return inception_v3(weights=Inception_V3_Weights.IMAGENET1K_V1)
-        except Exception as err:  # noqa: BLE001 - any download failure gets the same advice
+        except Exception as err:
             hub = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
             raise SetupError(
                 f"could not get torchvision's ImageNet Inception-v3 weights ({err}). Offline, download "
@@ -127,7 +127,7 @@ def inception_v3_backbone(weights: str | bool | None = None) -> nn.Module:
             ) from err
     path = Path(weights)
     if not path.is_file():
-        raise FileNotFoundError(f"DAMSM.INCEPTION_WEIGHTS: no file at {path} (expected torchvision's {INCEPTION_FILE})")
+        raise SetupError(f"DAMSM.INCEPTION_WEIGHTS: no file at {path} (expected torchvision's {INCEPTION_FILE})")
     model = inception_v3(weights=None, aux_logits=True, init_weights=False)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)

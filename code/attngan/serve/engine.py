@@ -5,7 +5,6 @@ several requests drawn in one generator call."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import torch
 from easydict import EasyDict
 
 from ..data.text import load_text_data, tokenize
+from ..files import sha256_file
 from ..sampling import (
     batch_of,
     caption_noise,
@@ -85,14 +85,6 @@ def example_caption(data_dir: str | Path) -> str | None:
     return sentences[0]
 
 
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class Engine:
     """TRAIN.NET_G, TRAIN.NET_E and DATA_DIR's vocabulary, loaded by ``load_models`` in eval
     mode on ``device``.
@@ -114,7 +106,7 @@ class Engine:
         self.example_caption = example_caption(cfg.DATA_DIR)
         self.net_g, self.text_encoder = load_models(cfg, text.n_words, device)
         self.checkpoints = [
-            Checkpoint(role, str(path), Path(path).stat().st_size, sha256_of(path))
+            Checkpoint(role, str(path), Path(path).stat().st_size, sha256_file(path))
             for role, path in (("generator", cfg.TRAIN.NET_G), ("text_encoder", cfg.TRAIN.NET_E))
         ]
         branches, base = cfg.TREE.BRANCH_NUM, cfg.TREE.BASE_SIZE

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,20 +25,20 @@ import torch
 from easydict import EasyDict
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
-from ..checkpoint import CheckpointError, load_weights, save_weights
+from ..checkpoint import CheckpointError, epoch_of, image_encoder_path, load_weights, save_weights
 from ..data.datasets import build_dataset, prepare_data
 from ..data.loader import epoch_loader, item_seed
-from ..distributed import SINGLE, Gather, World, barrier, data_parallel, gather_to_main, local_batch, unwrap
+from ..distributed import SINGLE, Gather, World, data_parallel, gather_to_main, local_batch, unwrap
 from ..losses import damsm_losses, retrieval_top1
 from ..metrics.localisation import load_objects
 from ..metrics.word_swap import word_swap_accuracy
 from ..models import build_image_encoder, build_text_encoder
 from ..speed import adam_options, prepare
 from ..visualize import attention_figure
+from .loop import EpochTrainer
 from .optim import OriginalAdam
-from .state import STATE_FILE, StateSchedule, StopSignals, after_step, load_state, rng_state, save_state, set_rng_state
+from .state import STATE_FILE, load_state, rng_state, save_state, set_rng_state
 
 log = logging.getLogger(__name__)
 UPDATE_INTERVAL = 200  # steps between attention figures, as the original
@@ -60,20 +59,6 @@ class DamsmStep:
     text: torch.nn.Module
     image: torch.nn.Module
     gather: Gather | None = None
-
-
-def image_encoder_path(net_e: str | Path) -> Path:
-    """The image encoder that goes with a text encoder file, by the original's naming."""
-    net_e = Path(net_e)
-    return net_e.with_name(net_e.name.replace("text_encoder", "image_encoder"))
-
-
-def epoch_of(path: str | Path, prefix: str) -> int:
-    """N of ``<prefix>N.pth`` (the original parses resume epochs from file names)."""
-    match = re.fullmatch(rf"{prefix}(\d+)\.pth", Path(path).name)
-    if not match:
-        raise ValueError(f"{path}: expected a file named {prefix}<epoch>.pth to resume from")
-    return int(match.group(1))
 
 
 def build_encoders(cfg: EasyDict, n_words: int) -> DamsmEncoders:
@@ -210,9 +195,12 @@ def word_swap(cfg, encoders: DamsmEncoders, val_set, objects, device, writer, ep
     return out
 
 
-class DamsmTrainer:
-    """Holds the encoders, the epoch's optimiser and the position of one DAMSM run; under
-    torchrun every process runs it and rank 0 writes the snapshots, logs and figures."""
+class DamsmTrainer(EpochTrainer):
+    """Holds the encoders, the epoch's optimiser and the position of one DAMSM run; its step
+    and epoch end for the shared loop (loop.EpochTrainer). Under torchrun every process runs
+    it and rank 0 writes the snapshots, logs and figures."""
+
+    label = "DAMSM"
 
     def __init__(self, cfg: EasyDict, device: torch.device, out_dir: Path, seed: int, world: World = SINGLE):
         self.cfg, self.device, self.seed, self.world = cfg, device, seed, world
@@ -236,11 +224,10 @@ class DamsmTrainer:
         self.totals: dict[str, torch.Tensor] = {}  # the epoch's summed losses, on the device
         self.metrics: dict[str, float] = {}
         self.probe: dict[str, float] = {}
-        self.stop = StopSignals()
-        self.schedule = StateSchedule(cfg.RUN.STATE_EVERY_STEPS, cfg.RUN.STATE_EVERY_MINUTES)
+        super().__init__()  # the stop signals and the state schedule
         if world.parallel:
             # Processes start from the same generator state; the text encoder's dropout masks
-            # must not repeat across them (they are drawn per process, README "Many GPUs").
+            # must not repeat across them (they are drawn per process, docs/distributed.md).
             torch.manual_seed(item_seed(seed, world.rank, -3))
         self.optimizer = self.new_optimizer()
         if cfg.RUN.RESUME:
@@ -310,83 +297,48 @@ class DamsmTrainer:
             )
         log.info("resumed the DAMSM training state from %s: epoch %d, step %d", path, self.epoch, self.step)
 
-    # ---- the loop ----------------------------------------------------------------------
-    def train(self, stop_after_steps: int | None = None) -> dict:
-        """Run to TRAIN.MAX_EPOCH; returns the last validation metrics (with the chance
-        level and the word-swap probe). ``stop_after_steps`` behaves like a SIGTERM after
-        that many steps."""
-        cfg, main = self.cfg, self.world.is_main
-        writer = SummaryWriter(str(self.model_dir.parent / "Log")) if main else None
+    # ---- the loop's hooks (loop.EpochTrainer) ------------------------------------------------
+    @property
+    def progress(self) -> int:
+        return self.step
+
+    def begin_training(self) -> None:
+        if self.world.is_main:
+            self.writer = SummaryWriter(str(self.model_dir.parent / "Log"))
         log.info(
             "DAMSM: %d training / %d test images, %d words, epochs %d..%d on %s, batch %d (%d per process)",
             len(self.train_set),
             len(self.val_set),
             self.train_set.n_words,
             self.epoch,
-            cfg.TRAIN.MAX_EPOCH - 1,
+            self.cfg.TRAIN.MAX_EPOCH - 1,
             self.device,
             self.batch_size,
             self.local_batch,
         )
-        steps_here = 0
-        try:
-            with self.stop.installed():
-                while self.epoch < cfg.TRAIN.MAX_EPOCH:
-                    loader = epoch_loader(
-                        self.train_set,
-                        self.batch_size,
-                        cfg.WORKERS,
-                        self.seed,
-                        self.epoch,
-                        self.step,
-                        pin_memory=self.device.type == "cuda",
-                        rank=self.world.rank,
-                        processes=self.world.size,
-                    )
-                    self.nets.text.train()
-                    self.nets.image.train()
-                    bar = tqdm(
-                        loader,
-                        desc=f"DAMSM epoch {self.epoch}",
-                        leave=False,
-                        dynamic_ncols=True,
-                        disable=None if main else True,
-                    )
-                    for batch in bar:
-                        self.train_step(batch, writer, bar)
-                        steps_here += 1
-                        stop, due = after_step(
-                            self.stop,
-                            self.schedule,
-                            self.step,
-                            self.world,
-                            stop_after_steps is not None and steps_here >= stop_after_steps,
-                        )
-                        if stop:
-                            break
-                        if due:
-                            self.save_state()
-                    if self.stop.requested:
-                        path = self.save_state()
-                        if main:
-                            log.warning(
-                                "stopped at epoch %d step %d; continue with --resume %s", self.epoch, self.step, path
-                            )
-                        break
-                    self.end_epoch(writer)
-                    self.epoch, self.step, self.totals = self.epoch + 1, 0, {}
-                    self.optimizer = self.new_optimizer()
-                    self.save_state()
-        finally:
-            if writer is not None:
-                writer.close()
-        barrier(self.world)
-        metrics = {**self.metrics, "chance": 1.0 / self.batch_size, **self.probe}
-        if main and not self.stop.requested:
-            (self.model_dir / "metrics.json").write_text(
-                json.dumps({k: float(v) for k, v in metrics.items()}, indent=1)
+
+    def begin_epoch(self) -> None:
+        self.nets.text.train()
+        self.nets.image.train()
+
+    def train_one(self, batch, bar) -> None:
+        self.train_step(batch, self.writer, bar)
+
+    def end_epoch(self) -> None:
+        self.validate(self.writer)
+        self.epoch, self.step, self.totals = self.epoch + 1, 0, {}
+        self.optimizer = self.new_optimizer()
+        self.save_state()
+
+    def finish(self) -> None:
+        if self.world.is_main:
+            self.model_dir.joinpath("metrics.json").write_text(
+                json.dumps({k: float(v) for k, v in self.result(False).items()}, indent=1)
             )
-        return metrics
+
+    def result(self, stopped: bool) -> dict:
+        """The last validation metrics, with the chance level and the word-swap probe."""
+        return {**self.metrics, "chance": 1.0 / self.batch_size, **self.probe}
 
     def train_step(self, batch, writer, bar) -> None:
         """One step on this process's share of a global batch; the attention figure every
@@ -420,7 +372,7 @@ class DamsmTrainer:
     def steps_per_epoch(self) -> int:
         return len(self.train_set) // self.batch_size
 
-    def end_epoch(self, writer) -> None:
+    def validate(self, writer) -> None:
         """Validation, logs, and every SNAPSHOT_INTERVAL epochs (and the last) the snapshots
         and the word-swap probe."""
         cfg, epoch = self.cfg, self.epoch

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,20 +29,26 @@ from easydict import EasyDict
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
-from tqdm import tqdm
 
-from ..checkpoint import CheckpointError, atomic_save, load_weights, original_format
+from ..checkpoint import (
+    CheckpointError,
+    atomic_save,
+    generator_epoch,
+    image_encoder_path,
+    load_weights,
+    original_format,
+)
+from ..config import ConfigError
 from ..data.datasets import build_dataset, prepare_data
-from ..data.loader import epoch_loader
-from ..distributed import SINGLE, Gather, World, barrier, data_parallel, local_batch, mean_across, own_rows
+from ..distributed import SINGLE, Gather, World, data_parallel, local_batch, mean_across, own_rows
 from ..losses import DiscriminatorLoss, KL_loss, at_least_float32, generator_loss
 from ..models import build_discriminators, build_generator, build_image_encoder, build_text_encoder, text_features
 from ..runtime import forked_rng
 from ..speed import Autocast, adam_options, enabled, mixed_precision, pad_words, precision, prepare
 from ..visualize import attention_figure, to_uint8
-from .damsm import image_encoder_path
+from .loop import EpochTrainer
 from .optim import OriginalAdam
-from .state import STATE_FILE, StateSchedule, StopSignals, after_step, load_state, rng_state, save_state, set_rng_state
+from .state import STATE_FILE, load_state, rng_state, save_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +62,13 @@ def frozen(module: torch.nn.Module) -> torch.nn.Module:
 def load_damsm(cfg: EasyDict, n_words: int, device: torch.device):
     """The frozen DAMSM encoders named by TRAIN.NET_E (eval mode, no gradients)."""
     if not cfg.TRAIN.NET_E:
-        raise ValueError(
+        raise ConfigError(
             "AttnGAN training needs pretrained DAMSM encoders: set TRAIN.NET_E to a text_encoder<N>.pth "
             "(the image encoder is read from the same folder)"
         )
     text = load_weights(build_text_encoder(cfg, n_words), cfg.TRAIN.NET_E)
     image = load_weights(build_image_encoder(cfg), image_encoder_path(cfg.TRAIN.NET_E))
     return frozen(text).to(device), frozen(image).to(device)
-
-
-def generator_epoch(path: str | Path) -> int:
-    match = re.fullmatch(r".*_(\d+)\.pth", Path(path).name)
-    if not match:
-        raise ValueError(f"TRAIN.NET_G {path}: expected a file named netG_epoch_<N>.pth to resume from")
-    return int(match.group(1))
 
 
 @dataclass
@@ -171,8 +169,11 @@ def as_floats(logs: dict[str, torch.Tensor]) -> dict[str, float]:
     return dict(zip(logs, torch.stack([v.float() for v in logs.values()]).tolist()))
 
 
-class GanTrainer:
-    """Holds the networks, optimisers and position of one AttnGAN run."""
+class GanTrainer(EpochTrainer):
+    """Holds the networks, optimisers and position of one AttnGAN run; its step and epoch
+    end for the shared loop (loop.EpochTrainer)."""
+
+    label = "AttnGAN"
 
     def __init__(
         self, cfg: EasyDict, device: torch.device, out_dir: Path, seed: int, world: World = SINGLE, evaluate=None
@@ -182,7 +183,7 @@ class GanTrainer:
         self.cfg, self.device, self.seed, self.world = cfg, device, seed, world
         self.periodic_evaluation = evaluate
         self.model_dir, self.image_dir = out_dir / "Model", out_dir / "Image"
-        self.dataset = build_dataset(cfg, "train")
+        self.dataset = self.train_set = build_dataset(cfg, "train")
         # batch_size: the global batch, of which this process computes local_batch rows.
         self.local_batch, self.batch_size = local_batch(cfg.TRAIN.BATCH_SIZE, world, cfg.RUN.BATCH_PER_PROCESS)
         self.num_batches = len(self.dataset) // self.batch_size
@@ -209,7 +210,7 @@ class GanTrainer:
         if world.parallel and not sync_bn:
             log.warning(
                 "BatchNorm statistics are each process's (%s): the step differs from one process's "
-                'on the same global batch (README "Many GPUs")',
+                "on the same global batch (docs/distributed.md)",
                 "RUN.SYNC_BN False" if device.type == "cuda" else "SyncBatchNorm needs CUDA",
             )
         self.gather = Gather(world, cfg.TEXT.WORDS_NUM) if world.parallel else None
@@ -218,8 +219,7 @@ class GanTrainer:
         self.fixed_noise = torch.randn(self.batch_size, cfg.GAN.Z_DIM, device=device)
         self.autocast = mixed_precision(cfg, "PRECISION", device)
         self.monitor_batch: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.stop = StopSignals()
-        self.schedule = StateSchedule(cfg.RUN.STATE_EVERY_STEPS, cfg.RUN.STATE_EVERY_MINUTES)
+        super().__init__()  # the stop signals and the state schedule
         if cfg.RUN.RESUME:
             self.load_state(cfg.RUN.RESUME)
 
@@ -310,7 +310,8 @@ class GanTrainer:
 
     def save_state(self) -> Path:
         self.schedule.written()
-        return save_state(self.state_dict(), self.model_dir / STATE_FILE)
+        path = self.model_dir / STATE_FILE
+        return save_state(self.state_dict(), path) if self.world.is_main else path
 
     def load_state(self, path: str | Path) -> None:
         state, path = load_state(path, self.device)
@@ -374,94 +375,60 @@ class GanTrainer:
         for k, v in logs.items():
             writer.add_scalar(k, v, self.gen_iterations)
 
-    def train(self, stop_after_steps: int | None = None) -> Path:
-        """Run to TRAIN.MAX_EPOCH; returns the last written checkpoint. ``stop_after_steps``
-        behaves like a SIGTERM after that many steps (for tests and time-boxed runs). Under
-        torchrun every process runs this; rank 0 alone writes."""
-        cfg, main = self.cfg, self.world.is_main
-        writer = (
-            SummaryWriter(str(self.model_dir.parent / "Log"), purge_step=self.gen_iterations or None) if main else None
-        )
-        steps_here = 0
+    # ---- the loop's hooks (loop.EpochTrainer) ------------------------------------------------
+    @property
+    def progress(self) -> int:
+        return self.gen_iterations
+
+    def begin_training(self) -> None:
+        if self.world.is_main:
+            self.writer = SummaryWriter(str(self.model_dir.parent / "Log"), purge_step=self.gen_iterations or None)
         self.net_g.train()
         for net in self.nets_d:
             net.train()
-        with self.stop.installed():
-            while self.epoch < cfg.TRAIN.MAX_EPOCH:
-                loader = epoch_loader(
-                    self.dataset,
-                    self.batch_size,
-                    cfg.WORKERS,
-                    self.seed,
-                    self.epoch,
-                    self.step,
-                    pin_memory=self.device.type == "cuda",
-                    rank=self.world.rank,
-                    processes=self.world.size,
-                )
-                bar = tqdm(
-                    loader,
-                    desc=f"AttnGAN epoch {self.epoch}",
-                    leave=False,
-                    dynamic_ncols=True,
-                    disable=None if main else True,
-                )
-                logs: dict[str, torch.Tensor] = {}  # none when resumed after the epoch's last step
-                for batch in bar:
-                    logs = self.train_step(batch)
-                    self.step += 1
-                    self.gen_iterations += 1
-                    steps_here += 1
-                    if self.gen_iterations % cfg.RUN.LOG_INTERVAL == 0:
-                        values = mean_across(as_floats(logs), self.world)
-                        if main:
-                            bar.set_postfix(errG=f"{values['G/errG']:.2f}", errD=f"{values['D0/errD']:.2f}")
-                            self._log(writer, values)
-                    if main and self.gen_iterations % cfg.RUN.IMAGE_INTERVAL == 0:
-                        self.save_images(writer)
-                    stop, due = after_step(
-                        self.stop,
-                        self.schedule,
-                        self.gen_iterations,
-                        self.world,
-                        stop_after_steps is not None and steps_here >= stop_after_steps,
-                    )
-                    if stop:
-                        break
-                    if due and main:
-                        self.save_state()
-                if self.stop.requested:
-                    path = self.model_dir / STATE_FILE
-                    if main:
-                        self.save_state()
-                        log.warning(
-                            "stopped at epoch %d step %d; continue with --resume %s", self.epoch, self.step, path
-                        )
-                        writer.close()
-                    barrier(self.world)
-                    return path
-                values = mean_across(as_floats(logs), self.world) if logs else {}
-                if main:
-                    log.info(
-                        "epoch %d done (%d steps in all): %s",
-                        self.epoch,
-                        self.gen_iterations,
-                        " ".join(f"{k} {v:.3f}" for k, v in values.items() if k.startswith("G/") or k.endswith("errD")),
-                    )
-                    if self.epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0:
-                        self.save_snapshot(self.epoch)
-                self.epoch, self.step = self.epoch + 1, 0
-                if main:
-                    self.save_state()
-                if self.periodic_evaluation and self.epoch % cfg.EVAL.EVERY_EPOCHS == 0:
-                    self.evaluate(writer)
-        if main:
-            self.save_snapshot(cfg.TRAIN.MAX_EPOCH)
+
+    def begin_epoch(self) -> None:
+        self.last_logs: dict[str, torch.Tensor] = {}  # none when resumed after the epoch's last step
+
+    def train_one(self, batch, bar) -> None:
+        cfg, main = self.cfg, self.world.is_main
+        self.last_logs = self.train_step(batch)
+        self.step += 1
+        self.gen_iterations += 1
+        if self.gen_iterations % cfg.RUN.LOG_INTERVAL == 0:
+            values = mean_across(as_floats(self.last_logs), self.world)
+            if main:
+                bar.set_postfix(errG=f"{values['G/errG']:.2f}", errD=f"{values['D0/errD']:.2f}")
+                self._log(self.writer, values)
+        if main and self.gen_iterations % cfg.RUN.IMAGE_INTERVAL == 0:
+            self.save_images(self.writer)
+
+    def end_epoch(self) -> None:
+        cfg = self.cfg
+        values = mean_across(as_floats(self.last_logs), self.world) if self.last_logs else {}
+        if self.world.is_main:
+            log.info(
+                "epoch %d done (%d steps in all): %s",
+                self.epoch,
+                self.gen_iterations,
+                " ".join(f"{k} {v:.3f}" for k, v in values.items() if k.startswith("G/") or k.endswith("errD")),
+            )
+            if self.epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0:
+                self.save_snapshot(self.epoch)
+        self.epoch, self.step = self.epoch + 1, 0
+        self.save_state()
+        if self.periodic_evaluation and self.epoch % cfg.EVAL.EVERY_EPOCHS == 0:
+            self.evaluate(self.writer)
+
+    def finish(self) -> None:
+        if self.world.is_main:
+            self.save_snapshot(self.cfg.TRAIN.MAX_EPOCH)
             if self.monitor_batch is not None:
-                self.save_images(writer)
-            writer.close()
-        barrier(self.world)
-        return self.model_dir / f"netG_epoch_{cfg.TRAIN.MAX_EPOCH}.pth"
+                self.save_images(self.writer)
+
+    def result(self, stopped: bool) -> Path:
+        """The training state after a stop, else the last checkpoint."""
+        return self.model_dir / (STATE_FILE if stopped else f"netG_epoch_{self.cfg.TRAIN.MAX_EPOCH}.pth")
 
 
 def train_gan(
@@ -469,8 +436,8 @@ def train_gan(
     device: torch.device,
     out_dir: Path,
     seed: int,
-    stop_after_steps: int | None = None,
     world: World = SINGLE,
+    stop_after_steps: int | None = None,
     evaluate=None,
 ) -> Path:
     """Train AttnGAN as the config says (this process's share under torchrun), with the

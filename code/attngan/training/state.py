@@ -7,13 +7,11 @@ or corrupt."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import random
 import signal
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import torch
 
 from ..checkpoint import CheckpointError
 from ..distributed import World, any_process
-from ..files import write_atomic
+from ..files import sha256_file, write_atomic
 
 log = logging.getLogger(__name__)
 STATE_FILE = "training_state.pth"
@@ -37,26 +35,15 @@ def checksum_of(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_state(state: dict, path: str | Path) -> Path:
     """Write ``state`` to ``path``: to a temporary file first, then the current file (and
     its checksum) becomes the previous one, then the new one takes its name. A kill at any
     moment leaves a complete current or previous state."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        digest = _sha256(Path(tmp))
+    digest = {}
+
+    def keep_previous(new: Path) -> None:
+        digest["sha256"] = sha256_file(new)
         if path.exists():
             # In this order, a kill between any two steps leaves each file with its own
             # checksum or none (a file without one is read unchecked: it was renamed whole).
@@ -64,12 +51,10 @@ def save_state(state: dict, path: str | Path) -> Path:
             os.replace(path, previous_of(path))
             if checksum_of(path).exists():
                 os.replace(checksum_of(path), checksum_of(previous_of(path)))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    write_atomic(checksum_of(path), (json.dumps({"sha256": digest, "bytes": path.stat().st_size}) + "\n").encode())
+
+    write_atomic(path, lambda f: torch.save(state, f), durable=True, before_replace=keep_previous)
+    record = {"sha256": digest["sha256"], "bytes": path.stat().st_size}
+    write_atomic(checksum_of(path), (json.dumps(record) + "\n").encode())
     return path
 
 
@@ -78,13 +63,13 @@ def _read(path: Path, device: torch.device) -> dict:
         raise CheckpointError(f"{path}: no such training state")
     if checksum_of(path).is_file():
         expected = json.loads(checksum_of(path).read_text())
-        if path.stat().st_size != expected["bytes"] or _sha256(path) != expected["sha256"]:
+        if path.stat().st_size != expected["bytes"] or sha256_file(path) != expected["sha256"]:
             raise CheckpointError(
                 f"{path}: truncated or corrupt (its size or sha256 differs from {checksum_of(path).name}'s)"
             )
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - unreadable in many ways, one message
+    except Exception as err:
         raise CheckpointError(f"{path}: not a readable training state ({err})") from err
     if not isinstance(state, dict) or "epoch" not in state:
         raise CheckpointError(f"{path}: not a training state (a Model/{STATE_FILE} of this project)")
