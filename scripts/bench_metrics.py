@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "code"))
 
-from attngan.metrics import clip_scores, fid_dmgan, inception_cub  # noqa: E402
+from attngan.metrics import clip_scores, fid_dmgan, inception_cub
 
 
 def networks(device: torch.device):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from attngan.checkpoint import CheckpointError
 from attngan.config import ConfigError
-from attngan.errors import SetupError
+from attngan.errors import OptionError, SetupError
 from attngan.metrics import inception_cub
 from attngan.metrics.convert_inception import main as convert_main
 from attngan.metrics.inception_cub import CubInception, cub_inception_score, load_cub_inception, preprocess
@@ -126,7 +126,7 @@ def test_score_follows_the_script():
     star = cub_inception_score(logits, seed=7, temperature=inception_cub.TISE_TEMPERATURE)
     ref_star = _numpy_inception_score(logits.numpy().astype(np.float64), 7, inception_cub.TISE_TEMPERATURE)
     assert star[0] == pytest.approx(ref_star[0], rel=1e-9) and star[0] > mean
-    with pytest.raises(ValueError, match="partial batch"):
+    with pytest.raises(OptionError, match="partial batch"):
         cub_inception_score(logits[:60], seed=0)
 
 

@@ -49,7 +49,7 @@ class TinyPool(torch.nn.Module):
 
 
 @pytest.fixture()
-def stand_ins(cfg, tmp_path, monkeypatch):  # noqa: F811
+def stand_ins(cfg, tmp_path, monkeypatch):
     open_clip = need("open_clip", "pip install -e '.[clip]'")
     torch.manual_seed(0)
     small = open_clip.CLIP(
@@ -115,7 +115,7 @@ def test_published_metrics_through_the_evaluation(stand_ins, tmp_path, monkeypat
     assert str(stats) in again["settings"]["protocols"]["fid_dmgan"]["real"]
 
 
-def test_missing_weights_stop_before_generating(cfg, tmp_path, capsys):  # noqa: F811
+def test_missing_weights_stop_before_generating(cfg, tmp_path, capsys):
     plain = json.loads(json.dumps(cfg))
     yml = tmp_path / "tiny.yml"
     yml.write_text(yaml.safe_dump(plain))

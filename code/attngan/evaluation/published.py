@@ -14,6 +14,7 @@ import torch
 from easydict import EasyDict
 
 from ..data.datasets import build_dataset
+from ..errors import OptionError
 from ..files import sha256_file
 from ..metrics import clip_scores, fid_dmgan, inception_cub
 from .captions import Batch
@@ -81,7 +82,17 @@ def dmgan_statistics(
     features = _Features50()
     for batch in images:
         features.add(net(fid_dmgan.preprocess(batch).to(device)))
-    return *features.moments.statistics(), features.moments.n
+    moments = _enough(features.moments, "real test images (pad them: EVAL.FID_DMGAN_REAL_IMAGES, --pad_to)")
+    return *moments.statistics(), moments.n
+
+
+def _enough(moments: fid_dmgan.FeatureMoments, what: str) -> fid_dmgan.FeatureMoments:
+    if moments.n < 2:
+        raise OptionError(
+            f"fid_dmgan drops the last partial batch of {fid_dmgan.BATCH} (DM-GAN's drop_last): {moments.n} "
+            f"{what} are left; give at least {fid_dmgan.BATCH}"
+        )
+    return moments
 
 
 def save_dmgan_statistics(
@@ -122,7 +133,7 @@ class DmganFid(Metric):
         else:
             real = self.ctx.real_images(image_size, self.pad)
             mu_real, sigma_real, self.real_count = dmgan_statistics(self.net, real, self.ctx.device)
-        mu, sigma = self.fake.moments.statistics()
+        mu, sigma = _enough(self.fake.moments, "generated images (--num_samples)").statistics()
         return {"fid": fid_dmgan.frechet_distance(mu_real, sigma_real, mu, sigma), "images": self.fake.moments.n}
 
     def protocol(self) -> dict[str, Any]:

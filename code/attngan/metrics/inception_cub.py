@@ -34,7 +34,7 @@ from torch import nn
 
 from ..checkpoint import CheckpointError, read_state_dict
 from ..config import ConfigError
-from ..errors import SetupError
+from ..errors import OptionError, SetupError
 from ..files import sha256_file
 from .image_quality import inception_score_from_probs
 
@@ -253,7 +253,10 @@ def cub_inception_score(
     batches of 64, ``splits`` consecutive groups."""
     order = protocol_order(len(logits), seed)
     if len(order) < splits:
-        raise ValueError(f"{len(logits)} images leave {len(order)} after dropping the last partial batch of {BATCH}")
+        raise OptionError(
+            f"is_cub: {len(logits)} images leave {len(order)} after dropping the last partial batch of {BATCH}, "
+            f"fewer than {splits} splits; score at least {BATCH} images (--num_samples)"
+        )
     probs = (logits[torch.as_tensor(order)][:, 1:].double() / temperature).softmax(dim=1)
     mean, std = inception_score_from_probs(probs, splits)
     return mean, std, len(order)
