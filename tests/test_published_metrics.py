@@ -17,8 +17,11 @@ import yaml
 from PIL import Image
 
 from attngan.cli import eval_main, fid_stats_main
+from attngan.data.datasets import build_dataset
 from attngan.evaluation import evaluate
+from attngan.evaluation.captions import load_eval_captions
 from attngan.evaluation.folder import read_manifest
+from attngan.evaluation.scoring import real_test_images
 from attngan.metrics import clip_scores, fid_dmgan, inception_cub
 from optional import need
 from test_evaluate import CPU, cfg  # noqa: F401 (the module fixture)
@@ -125,3 +128,27 @@ def test_missing_weights_stop_before_generating(cfg, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"{key} is empty" in err[0]
         assert not (out / "metrics.json").exists()
+
+
+def test_real_scores_the_test_images_themselves(cfg, tmp_path, capsys):
+    """--real: every test image once (the centre view at G's size) with its first caption,
+    written as an image folder and scored like a model's."""
+    plain = json.loads(json.dumps(cfg))
+    yml = tmp_path / "tiny.yml"
+    yml.write_text(yaml.safe_dump(plain))
+    out = tmp_path / "real"
+    argv = ["--cfg", str(yml), "--gpu", "-1", "--real", "--metrics", "rp", "--output_dir", str(out)]
+    assert eval_main([*argv, "--set", "EVAL.SPLITS=3"]) == 0
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["settings"]["source"] == "image_dir" and saved["settings"]["num_samples"] == 3
+    assert saved["settings"]["image_size"] == 128
+    entries = read_manifest(out / "real_images")
+    dataset = build_dataset(cfg, "test")
+    captions = load_eval_captions(dataset, cfg.EVAL.SEED)
+    assert [e.caption for e in entries] == [captions.texts[i * captions.captions_per_image] for i in range(3)]
+    real = next(real_test_images(dataset, 128, 3, 0))
+    written = torch.stack([torch.from_numpy(np.array(Image.open(e.path))).permute(2, 0, 1) for e in entries])
+    assert torch.equal(written, real)
+    capsys.readouterr()
+    assert eval_main([*argv, "--image_dir", str(out / "real_images")]) == 2
+    assert "--real" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import distributed
 from .config import apply_overrides, check_values, load_config, record_config
-from .errors import USER_ERRORS, CommandParser, lower_on_oom, report
+from .errors import USER_ERRORS, CommandParser, OptionError, lower_on_oom, report
 from .run_folder import output_folder
 from .runtime import RUN_SUBFOLDERS, run_path, seed_everything, select_device
 from .speed import set_tf32
@@ -232,6 +232,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     """``attngan-eval``: score TRAIN.NET_G (or --image_dir) and write metrics.json, report.md
     and figures into --output_dir (default RUN.OUTPUT_DIR/eval/<dataset>_<model>_<time>)."""
     from .evaluation.folder import MANIFEST
+    from .evaluation.published import write_real_images
     from .evaluation.report import scalars
     from .evaluation.run import METRICS, default_out_dir, evaluate, parse_metrics
 
@@ -253,6 +254,12 @@ def eval_main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"keep every generated image in <output_dir>/images with a {MANIFEST}",
     )
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        help="score the test images themselves (each once, with its first caption; written to "
+        "<output_dir>/real_images) with the same metrics: the ceiling beside a model",
+    )
     args = parser.parse_args(argv)
     try:
         if args.metrics is not None:
@@ -260,13 +267,19 @@ def eval_main(argv: list[str] | None = None) -> int:
         cfg, device, _ = setup(args)
         world = distributed.current()
         image_dir = args.image_dir or cfg.EVAL.IMAGE_DIR or None
-        out_dir = Path(args.output_dir) if args.output_dir else default_out_dir(cfg, image_dir)
+        if args.real and (image_dir or args.save_images or world.parallel):
+            raise OptionError(
+                "--real scores the test images on one process: not with --image_dir, --save_images or torchrun"
+            )
+        out_dir = Path(args.output_dir) if args.output_dir else default_out_dir(cfg, "real" if args.real else image_dir)
         out_dir = Path(distributed.broadcast(str(out_dir), world))  # rank 0's time stamp
         batch_size = args.batch_size or cfg.EVAL.BATCH_SIZE
         with (
             output_folder(out_dir, active=world.is_main),
             lower_on_oom("--batch_size" if args.batch_size else "EVAL.BATCH_SIZE", batch_size),
         ):
+            if args.real:
+                image_dir = write_real_images(cfg, out_dir / "real_images", batch_size)
             summary = evaluate(
                 cfg,
                 device,
@@ -300,7 +313,7 @@ def eval_main(argv: list[str] | None = None) -> int:
 def fid_stats_main(argv: list[str] | None = None) -> int:
     """``attngan-fid-stats``: the real test images' statistics for fid_dmgan, saved in
     DM-GAN's .npz format (mu, sigma) for EVAL.FID_DMGAN_STATS."""
-    from .evaluation.published import save_dmgan_statistics
+    from .evaluation.published import generated_size, save_dmgan_statistics
 
     parser = base_parser(
         "Compute fid_dmgan's reference statistics (DM-GAN's 'Pytorch FID' steps) from the test split of "
@@ -324,7 +337,7 @@ def fid_stats_main(argv: list[str] | None = None) -> int:
         cfg, device, _ = setup(args)
         if args.pad_to is not None:
             cfg.EVAL.FID_DMGAN_REAL_IMAGES = args.pad_to
-        size = args.size or cfg.TREE.BASE_SIZE * 2 ** (cfg.TREE.BRANCH_NUM - 1)
+        size = args.size or generated_size(cfg)
         seed = cfg.EVAL.SEED if args.manualSeed is None else args.manualSeed
         summary = save_dmgan_statistics(cfg, device, args.out, size, args.batch_size or cfg.EVAL.BATCH_SIZE, seed)
     except USER_ERRORS as err:

@@ -17,7 +17,8 @@ from ..data.datasets import build_dataset
 from ..errors import OptionError
 from ..files import sha256_file
 from ..metrics import clip_scores, fid_dmgan, inception_cub
-from .captions import Batch
+from .captions import Batch, load_eval_captions
+from .folder import ImageSaver
 from .registry import Metric, MetricContext, register_metric
 from .scoring import real_test_images
 
@@ -72,6 +73,28 @@ class _Features50:
         if whole:
             self.moments.add(waiting[:whole])
         self.pending = [waiting[whole:]]
+
+
+def generated_size(cfg: EasyDict) -> int:
+    """The size of G's last stage: TREE.BASE_SIZE * 2^(TREE.BRANCH_NUM - 1)."""
+    return cfg.TREE.BASE_SIZE * 2 ** (cfg.TREE.BRANCH_NUM - 1)
+
+
+def write_real_images(cfg: EasyDict, folder: Path, batch_size: int) -> Path:
+    """``attngan-eval --real``: every test image once (the centre view at G's size, birds
+    cropped to their box) with its first caption and class, written as an image folder
+    (``captions.jsonl``) that the evaluation then scores like a model's: the ceiling to set
+    beside a model (TISE's real-image rows). Returns the folder."""
+    dataset = build_dataset(cfg, "test")
+    captions = load_eval_captions(dataset, cfg.EVAL.SEED)
+    saver, start = ImageSaver(folder, None), 0
+    for images in real_test_images(dataset, generated_size(cfg), batch_size, cfg.WORKERS):
+        rows = [(start + j) * captions.captions_per_image for j in range(len(images))]
+        texts = [captions.texts[r] for r in rows]
+        saver.add(Batch(start, images, torch.empty(0), captions.classes[rows], texts, []))
+        start += len(images)
+    saver.close()
+    return folder
 
 
 @torch.no_grad()
