@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo demo-long clean-demo serve
+.PHONY: setup test lint demo demo-long clean-demo serve container-test
 
 setup: $(STAMP)
 
@@ -38,6 +38,11 @@ serve: $(STAMP)
 	@for f in output/demo/AttnGAN/Model/netG_epoch_4.pth output/demo/DAMSM/Model/text_encoder4.pth data/shapes/captions.pickle; do \
 		test -f $$f || { echo "make serve: $$f is missing: run 'make demo' first (it trains the generator served here)" >&2; exit 2; }; done
 	$(VENV)/bin/attngan-serve --cfg $(SERVE_CFG) --gpu -1
+
+# Build docker/Dockerfile's image on a Debian base made by debootstrap and run it (docs/serving.md,
+# A container): needs root and apt-get install debootstrap podman runc.
+container-test: $(STAMP)
+	$(PY) scripts/container_test.py
 
 clean-demo:
 	rm -rf data/shapes data/shapes-long output/demo output/demo-long

@@ -35,11 +35,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "code"))
 
-from benchmark import make_data  # noqa: E402  (scripts/benchmark.py: shapes data and random encoders)
+from benchmark import make_random_model  # noqa: E402  (scripts/benchmark.py: shapes data, random weights)
 
-from attngan.checkpoint import save_weights  # noqa: E402
 from attngan.config import load_config  # noqa: E402
-from attngan.models import build_generator  # noqa: E402
 from attngan.sampling import read_caption_file, read_example_list  # noqa: E402
 
 
@@ -176,10 +174,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         trained = all(Path(p).exists() for p in (cfg.DATA_DIR, cfg.TRAIN.NET_G, cfg.TRAIN.NET_E))
         if args.random_weights or not trained:
-            make_data(cfg, Path(tmp), num_images=20)
-            cfg.TRAIN.NET_G = str(Path(tmp) / "netG_random.pth")
-            torch.manual_seed(0)
-            save_weights(build_generator(cfg), cfg.TRAIN.NET_G)
+            make_random_model(cfg, Path(tmp), num_images=20)
         weights = "trained" if trained and not args.random_weights else "random"
         sentences, _ = read_caption_file(Path(cfg.DATA_DIR) / f"{read_example_list(cfg.DATA_DIR)[0]}.txt")
         base = [

@@ -109,6 +109,15 @@ def make_data(cfg, work: Path, num_images: int) -> None:
     cfg.TRAIN.NET_E = str(work / "enc" / "text_encoder0.pth")
 
 
+def make_random_model(cfg, work: Path, num_images: int) -> None:
+    """``make_data``, and a random generator of the config's shape (TRAIN.NET_G points at
+    it): everything a sampling command or attngan-serve loads, with no training."""
+    make_data(cfg, work, num_images)
+    cfg.TRAIN.NET_G = str(work / "netG_random.pth")
+    torch.manual_seed(0)
+    save_weights(build_generator(cfg), cfg.TRAIN.NET_G)
+
+
 def first_step(step, batch, device: torch.device):
     """``step(batch)`` from torch seed FIRST_STEP_SEED: -> (its output, seconds)."""
     synchronize(device)
@@ -205,7 +214,7 @@ def damsm_workload(cfg, device, work: Path, name: str, warmup: int, steps: int):
 
 
 def sample_workload(cfg, device, work: Path, name: str, warmup: int, steps: int, batch_size: int):
-    from attngan.sampling import encode_captions, generate
+    from attngan.generation import encode_captions, generate
     from attngan.visualize import quantise
 
     text = load_text_data(cfg.DATA_DIR, cfg.TEXT.CAPTIONS_PER_IMAGE)

@@ -36,7 +36,7 @@ from attngan.models.encoders import CompactImageEncoder
 from attngan.models.generator import G_NET
 from conftest import ROOT
 
-# The tiny recipe of tests/test_gan_training.py's tiny_cfg, as YAML overrides.
+# The tiny recipe of tests/conftest.py's tiny_gan_cfg, as YAML overrides.
 TINY_GAN = {
     "WORKERS": 0,
     "GPU_ID": -1,

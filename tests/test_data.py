@@ -10,80 +10,13 @@ import numpy as np
 import pytest
 import torch
 from easydict import EasyDict
-from PIL import Image
 
 from attngan.data.cache import crop_box
 from attngan.data.datasets import TextDataset, build_dataset, get_imgs, image_transform, load_bboxes, prepare_data
 from attngan.data.pickles import load_pickle, save_pickle
 from attngan.data.text import build_vocabulary, load_text_data, pad_or_sample, tokenize
 from attngan.errors import DataError
-
-CPI = 3  # captions per image in the fixtures
-RED, BLUE = (220, 20, 20), (20, 20, 220)
-
-# key, image size (w, h), bounding box as written in bounding_boxes.txt
-BIRDS = [
-    ("001.Red_Bird/Red_Bird_0001", (100, 80), "30.0 20.0 20.0 20.0"),
-    ("001.Red_Bird/Red_Bird_0002", (120, 90), "0.0 0.0 40.0 20.0"),
-    ("002.Blue_Bird/Blue_Bird_0001", (64, 64), "10.9 5.0 30.0 40.0"),
-    ("002.Blue_Bird/Blue_Bird_0002", (90, 120), "50.0 80.0 40.0 40.0"),
-]
-LONG_CAPTION = " ".join(f"w{i}" for i in range(30))
-
-
-def _captions_of(i: int) -> list[str]:
-    return [f"Img{i} bird, number {j}!" for j in range(CPI)]
-
-
-def _write_text(root: Path, key: str, lines: list[str]) -> None:
-    path = root / "text" / f"{key}.txt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def _write_jpeg(path: Path, size: tuple[int, int], red_box: tuple[int, int, int, int] | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = Image.new("RGB", size, BLUE)
-    if red_box is not None:
-        img.paste(RED, red_box)
-    img.save(path, quality=100, subsampling=0)
-
-
-def _write_splits(root: Path, keys: list[str], n_train: int, class_ids: list[int] | None) -> None:
-    for split, part in (("train", slice(0, n_train)), ("test", slice(n_train, None))):
-        (root / split).mkdir(parents=True, exist_ok=True)
-        with open(root / split / "filenames.pickle", "wb") as f:
-            pickle.dump(keys[part], f, protocol=2)
-        if class_ids is not None:
-            with open(root / split / "class_info.pickle", "wb") as f:
-                pickle.dump(class_ids[part], f, protocol=2)
-
-
-@pytest.fixture
-def birds(tmp_path: Path) -> Path:
-    root = tmp_path / "my_birds"
-    cub = root / "CUB_200_2011"
-    for i, (key, size, _) in enumerate(BIRDS):
-        # Image 0: red exactly on its crop box (25, 15, 55, 45), blue outside.
-        _write_jpeg(cub / "images" / f"{key}.jpg", size, (25, 15, 55, 45) if i == 0 else None)
-        lines = ["", "...", *_captions_of(i)] + (["An extra caption beyond CPI"] if i == 1 else [])
-        _write_text(root, key, lines)
-    (cub / "images.txt").write_text("".join(f"{i + 1} {k}.jpg\n" for i, (k, _, _) in enumerate(BIRDS)))
-    (cub / "bounding_boxes.txt").write_text("".join(f"{i + 1} {b}\n" for i, (_, _, b) in enumerate(BIRDS)))
-    _write_splits(root, [k for k, _, _ in BIRDS], 3, [1, 1, 2, 2])
-    return root
-
-
-@pytest.fixture
-def coco(tmp_path: Path) -> Path:
-    root = tmp_path / "coco"
-    keys = [f"COCO_train2014_{i:012d}" for i in range(3)]
-    for i, key in enumerate(keys):
-        _write_jpeg(root / "images" / f"{key}.jpg", (48 + 8 * i, 40))
-        _write_text(root, key, [LONG_CAPTION if i == 0 else f"a cat number {i}", *_captions_of(i)[1:]])
-    _write_splits(root, keys, 2, None)
-    return root
-
+from conftest import RED, TINY_BIRDS, TINY_CPI, tiny_captions_of, write_captions
 
 # --- tokenisation and vocabulary ---------------------------------------------------------
 
@@ -113,40 +46,40 @@ def test_vocabulary_first_occurrence_order() -> None:
 # --- captions.pickle and safe pickles ----------------------------------------------------
 
 
-def test_captions_pickle_built_then_reloaded(birds: Path) -> None:
-    built = load_text_data(birds, CPI)
-    with open(birds / "captions.pickle", "rb") as f:
+def test_captions_pickle_built_then_reloaded(tiny_birds: Path) -> None:
+    built = load_text_data(tiny_birds, TINY_CPI)
+    with open(tiny_birds / "captions.pickle", "rb") as f:
         raw = pickle.load(f)
     assert isinstance(raw, list) and len(raw) == 4
     assert raw == [built.train_captions, built.test_captions, built.ixtoword, built.wordtoix]
-    assert len(built.train_captions) == 3 * CPI and len(built.test_captions) == CPI
+    assert len(built.train_captions) == 3 * TINY_CPI and len(built.test_captions) == TINY_CPI
     # Leading empty and punctuation-only lines skipped; the 4th caption of image 1 cut.
     first = [built.ixtoword[i] for i in built.train_captions[0]]
     assert first == ["img0", "bird", "number", "0"]
     assert "extra" not in built.wordtoix
     assert 0 not in {i for c in built.train_captions + built.test_captions for i in c}
-    reloaded = load_text_data(birds, CPI)
+    reloaded = load_text_data(tiny_birds, TINY_CPI)
     assert reloaded == built and reloaded.n_words == len(built.ixtoword)
 
 
-def test_stale_captions_pickle_is_refused(birds: Path) -> None:
-    load_text_data(birds, CPI)
+def test_stale_captions_pickle_is_refused(tiny_birds: Path) -> None:
+    load_text_data(tiny_birds, TINY_CPI)
     with pytest.raises(DataError, match="CAPTIONS_PER_IMAGE"):
-        load_text_data(birds, CPI - 1)
+        load_text_data(tiny_birds, TINY_CPI - 1)
 
 
-def test_too_few_captions_names_the_file(birds: Path) -> None:
-    key = BIRDS[2][0]
-    _write_text(birds, key, _captions_of(2)[:2])
+def test_too_few_captions_names_the_file(tiny_birds: Path) -> None:
+    key = TINY_BIRDS[2][0]
+    write_captions(tiny_birds, key, tiny_captions_of(2)[:2])
     with pytest.raises(DataError, match=key):
-        load_text_data(birds, CPI)
+        load_text_data(tiny_birds, TINY_CPI)
 
 
-def test_missing_caption_file_names_it(birds: Path) -> None:
-    key = BIRDS[3][0]
-    (birds / "text" / f"{key}.txt").unlink()
+def test_missing_caption_file_names_it(tiny_birds: Path) -> None:
+    key = TINY_BIRDS[3][0]
+    (tiny_birds / "text" / f"{key}.txt").unlink()
     with pytest.raises(DataError, match=key):
-        load_text_data(birds, CPI)
+        load_text_data(tiny_birds, TINY_CPI)
 
 
 class _Evil:
@@ -177,10 +110,10 @@ def test_python2_pickle_and_round_trip(tmp_path: Path) -> None:
 # --- boxes, crops and image scales -------------------------------------------------------
 
 
-def test_load_bboxes_truncates(birds: Path) -> None:
-    boxes = load_bboxes(birds)
-    assert boxes[BIRDS[0][0]] == [30, 20, 20, 20]
-    assert boxes[BIRDS[2][0]] == [10, 5, 30, 40]
+def test_load_bboxes_truncates(tiny_birds: Path) -> None:
+    boxes = load_bboxes(tiny_birds)
+    assert boxes[TINY_BIRDS[0][0]] == [30, 20, 20, 20]
+    assert boxes[TINY_BIRDS[2][0]] == [10, 5, 30, 40]
 
 
 @pytest.mark.parametrize(
@@ -196,8 +129,8 @@ def test_crop_box(bbox, size, box) -> None:
     assert crop_box(bbox, *size) == box
 
 
-def test_dataset_applies_crop(birds: Path) -> None:
-    ds = TextDataset(birds, "train", base_size=8, branch_num=2, captions_per_image=CPI, words_num=6)
+def test_dataset_applies_crop(tiny_birds: Path) -> None:
+    ds = TextDataset(tiny_birds, "train", base_size=8, branch_num=2, captions_per_image=TINY_CPI, words_num=6)
     imgs, *_ = ds[0]
     last = imgs[-1]
     assert last.shape == (3, 30, 30)  # the crop itself: no transform given
@@ -205,31 +138,33 @@ def test_dataset_applies_crop(birds: Path) -> None:
     assert (last - expected).abs().max() < 0.25
 
 
-def test_multi_scale_shapes_in_range(birds: Path) -> None:
-    ds = TextDataset(birds, "train", base_size=16, branch_num=3, captions_per_image=CPI, transform=image_transform(64))
+def test_multi_scale_shapes_in_range(tiny_birds: Path) -> None:
+    ds = TextDataset(
+        tiny_birds, "train", base_size=16, branch_num=3, captions_per_image=TINY_CPI, transform=image_transform(64)
+    )
     for i in range(len(ds)):
         imgs, caption, cap_len, class_id, key = ds[i]
         assert [tuple(t.shape) for t in imgs] == [(3, 16, 16), (3, 32, 32), (3, 64, 64)]
         assert all(t.min() >= -1 and t.max() <= 1 for t in imgs)
         assert caption.dtype == torch.int64 and caption.shape == (18,)
-        assert key == BIRDS[i][0] and class_id == [1, 1, 2][i]
+        assert key == TINY_BIRDS[i][0] and class_id == [1, 1, 2][i]
     single = TextDataset(
-        birds,
+        tiny_birds,
         "test",
         base_size=16,
         branch_num=3,
-        captions_per_image=CPI,
+        captions_per_image=TINY_CPI,
         transform=image_transform(64),
         single_image=True,
     )
     assert [tuple(t.shape) for t in single[0][0]] == [(3, 64, 64)]
 
 
-def test_build_dataset_from_config(coco: Path) -> None:
+def test_build_dataset_from_config(tiny_coco: Path) -> None:
     cfg = EasyDict(
-        DATA_DIR=str(coco),
+        DATA_DIR=str(tiny_coco),
         TREE={"BASE_SIZE": 8, "BRANCH_NUM": 2},
-        TEXT={"CAPTIONS_PER_IMAGE": CPI, "WORDS_NUM": 5},
+        TEXT={"CAPTIONS_PER_IMAGE": TINY_CPI, "WORDS_NUM": 5},
         GAN={"B_DCGAN": False},
         AUGMENT={"HORIZONTAL_FLIP": True},
         RUN={"IMAGE_CACHE": True, "CACHE_DIR": ""},
@@ -237,10 +172,10 @@ def test_build_dataset_from_config(coco: Path) -> None:
     )
     ds = build_dataset(cfg, "train")
     assert ds.bboxes is None and list(ds.class_id) == [0, 1]
-    assert ds.cache is not None and (coco / "cache" / "train_19.u8").is_file()  # Resize(16 * 76 // 64)
+    assert ds.cache is not None and (tiny_coco / "cache" / "train_19.u8").is_file()  # Resize(16 * 76 // 64)
     imgs, caption, cap_len, _, key = ds[1]
     assert [tuple(t.shape) for t in imgs] == [(3, 8, 8), (3, 16, 16)] and caption.shape == (5,)
-    assert ds.image_path(key) == coco / "images" / f"{key}.jpg"
+    assert ds.image_path(key) == tiny_coco / "images" / f"{key}.jpg"
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2)))
     imgs, captions, cap_lens, class_ids, keys = prepare_data(batch, "cpu")
     assert [tuple(t.shape) for t in imgs] == [(2, 3, 8, 8), (2, 3, 16, 16)]
@@ -272,24 +207,24 @@ def test_sample_long_caption_keeps_order_and_is_reproducible() -> None:
     assert np.array_equal(out, ids[np.sort(ix[:18])])
 
 
-def test_caption_choice_matches_original_and_stays_in_image(coco: Path) -> None:
-    ds = TextDataset(coco, "train", base_size=8, branch_num=1, captions_per_image=CPI, words_num=18)
+def test_caption_choice_matches_original_and_stays_in_image(tiny_coco: Path) -> None:
+    ds = TextDataset(tiny_coco, "train", base_size=8, branch_num=1, captions_per_image=TINY_CPI, words_num=18)
     np.random.seed(11)
     got = ds[0][1]
     np.random.seed(11)
-    sent_ix = np.random.randint(0, CPI)  # the original: numpy's randint, high exclusive
+    sent_ix = np.random.randint(0, TINY_CPI)  # the original: numpy's randint, high exclusive
     expected, _ = pad_or_sample(ds.captions[sent_ix], 18)
     assert torch.equal(got, torch.from_numpy(expected))
 
     def owner(caption: torch.Tensor) -> set[int]:
         words = set(caption.tolist()) - {0}
-        return {j // CPI for j, c in enumerate(ds.captions) if words <= set(c)}
+        return {j // TINY_CPI for j, c in enumerate(ds.captions) if words <= set(c)}
 
     np.random.seed(0)
     for index in range(len(ds)):
         seen = [ds[index][1] for _ in range(30)]
         assert all(owner(c) == {index} for c in seen)
-        assert len({tuple(c.tolist()) for c in seen}) >= CPI
+        assert len({tuple(c.tolist()) for c in seen}) >= TINY_CPI
 
 
 # --- batches -----------------------------------------------------------------------------
@@ -320,29 +255,29 @@ def test_prepare_data_sorts_descending_and_stably() -> None:
 # --- bad input ---------------------------------------------------------------------------
 
 
-def test_missing_files_are_all_listed(coco: Path, birds: Path) -> None:
-    for p in (coco / "images").iterdir():
+def test_missing_files_are_all_listed(tiny_coco: Path, tiny_birds: Path) -> None:
+    for p in (tiny_coco / "images").iterdir():
         p.unlink()
-    (coco / "images").rmdir()
-    for p in (coco / "text").iterdir():
+    (tiny_coco / "images").rmdir()
+    for p in (tiny_coco / "text").iterdir():
         p.unlink()
-    (coco / "text").rmdir()
+    (tiny_coco / "text").rmdir()
     with pytest.raises(DataError) as err:
-        TextDataset(coco, "train", captions_per_image=CPI)
+        TextDataset(tiny_coco, "train", captions_per_image=TINY_CPI)
     message = str(err.value)
-    assert str(coco / "images") in message and str(coco / "text") in message
+    assert str(tiny_coco / "images") in message and str(tiny_coco / "text") in message
     assert "DATA_DIR/images/<key>.jpg" in message
-    (birds / "CUB_200_2011" / "bounding_boxes.txt").unlink()
-    (birds / "test" / "filenames.pickle").unlink()
+    (tiny_birds / "CUB_200_2011" / "bounding_boxes.txt").unlink()
+    (tiny_birds / "test" / "filenames.pickle").unlink()
     with pytest.raises(DataError) as err:
-        TextDataset(birds, "test", captions_per_image=CPI)
+        TextDataset(tiny_birds, "test", captions_per_image=TINY_CPI)
     message = str(err.value)
-    assert "bounding_boxes.txt" in message and str(birds / "test" / "filenames.pickle") in message
+    assert "bounding_boxes.txt" in message and str(tiny_birds / "test" / "filenames.pickle") in message
     assert "CUB_200_2011/images.txt" in message
 
 
-def test_corrupt_and_missing_images_are_named(coco: Path) -> None:
-    ds = TextDataset(coco, "train", base_size=8, branch_num=1, captions_per_image=CPI)
+def test_corrupt_and_missing_images_are_named(tiny_coco: Path) -> None:
+    ds = TextDataset(tiny_coco, "train", base_size=8, branch_num=1, captions_per_image=TINY_CPI)
     bad = ds.image_path(ds.filenames[0])
     bad.write_bytes(np.random.default_rng(0).bytes(500))
     with pytest.raises(DataError, match=ds.filenames[0]):

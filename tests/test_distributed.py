@@ -19,8 +19,7 @@ from attngan.config import ConfigError
 from attngan.losses import damsm_losses
 from attngan.runtime import run_dir, seed_everything
 from attngan.training.gan import GanTrainer
-from conftest import ROOT
-from test_gan_training import setup_dirs, terminated_after_first_state, tiny_cfg  # noqa: F401 (a fixture)
+from conftest import ROOT, terminated_after_first_state
 
 WORLD = 2
 
@@ -52,13 +51,12 @@ def test_gathered_damsm_losses_and_gradients_equal_one_process(tmp_path):
             assert relative(grad, expected) < 1e-5
 
 
-def test_two_processes_train_like_one_where_batchnorm_is_not_involved(setup_dirs, tmp_path, monkeypatch):
+def test_two_processes_train_like_one_where_batchnorm_is_not_involved(tiny_gan, tmp_path, monkeypatch):
     """A 2-process step equals a 1-process step on the same global batch: the batch split
     in length order, the noise of the global batch, the DAMSM losses and the Ds'
     mismatched pairs global. BatchNorm is the exception on the CPU (no SyncBatchNorm), so
     both normalise with running statistics here."""
-    root, data = setup_dirs
-    cfg = tiny_cfg(data, root / "enc")
+    cfg = tiny_gan.cfg()
     cfg.RUN.IMAGE_INTERVAL = 2
     # The original's attention mask applies other captions' masks by batch position
     # (docs/fidelity.md#word-attention-of-the-generator, FIXES.ATTENTION_MASK), so with it
@@ -93,9 +91,8 @@ def test_two_processes_train_like_one_where_batchnorm_is_not_involved(setup_dirs
     assert not any((tmp_path / "two").glob("rank1*.png"))
 
 
-def test_evaluation_under_two_processes_equals_one(setup_dirs, tmp_path):
-    root, data = setup_dirs
-    cfg = tiny_cfg(data, root / "enc")
+def test_evaluation_under_two_processes_equals_one(tiny_gan, tmp_path):
+    cfg = tiny_gan.cfg()
     cfg.EVAL.SPLITS = 2
     spawn(workers.eval_worker, json.loads(json.dumps(cfg)), str(tmp_path / "two"))
     one = workers.evaluate_random_generator(cfg, tmp_path / "one")
@@ -125,10 +122,9 @@ def write_cfg(cfg, path) -> str:
     return str(path)
 
 
-def test_sigterm_to_the_torchrun_group_saves_one_state_that_resumes_on_one_process(setup_dirs, tmp_path):
-    root, data = setup_dirs
+def test_sigterm_to_the_torchrun_group_saves_one_state_that_resumes_on_one_process(tiny_gan, tmp_path):
     out = tmp_path / "run"
-    cfg = tiny_cfg(data, root / "enc")
+    cfg = tiny_gan.cfg()
     cfg.TRAIN.MAX_EPOCH, cfg.RUN.IMAGE_INTERVAL = 100000, 100000
     cfg_file = write_cfg(cfg, tmp_path / "tiny.yml")
     command = torchrun(

@@ -3,6 +3,7 @@ the caption order of the protocol, determinism, the outputs, scoring a folder of
 and the errors a user can make. IS/FID run on a tiny random feature extractor (offline)."""
 
 import copy
+import csv
 import json
 import shutil
 
@@ -21,8 +22,9 @@ from attngan.data.text import load_text_data
 from attngan.errors import CaptionError, DataError, OptionError
 from attngan.evaluation import evaluate, parse_metrics
 from attngan.evaluation.captions import sample_rows
-from attngan.evaluation.folder import MANIFEST, read_manifest
+from attngan.evaluation.folder import MANIFEST, read_folder
 from attngan.models import build_generator, build_image_encoder, build_text_encoder
+from optional import need
 
 CPU = torch.device("cpu")
 TEST_IMAGES, CAPTIONS = 3, 10
@@ -88,11 +90,11 @@ def test_samples_cycle_through_every_caption_of_every_test_image(cfg, tmp_path):
     assert [(line["key"], line["caption_index"]) for line in lines] == expected
     for i, line in enumerate(lines):
         words = [text.ixtoword[w] for w in text.test_captions[i % 30]][: cfg.TEXT.WORDS_NUM]
-        assert line["file"] == f"{i:06d}.png" and (tmp_path / "images" / line["file"]).is_file()
+        assert line["file_name"] == f"{i:06d}.png" and (tmp_path / "images" / line["file_name"]).is_file()
         if len(text.test_captions[i % 30]) <= cfg.TEXT.WORDS_NUM:
-            assert line["caption"] == " ".join(words)
+            assert line["text"] == " ".join(words)
     # The cycle repeats the same caption text (longer captions keep the same sampled words).
-    assert [line["caption"] for line in lines[30:]] == [line["caption"] for line in lines[:5]]
+    assert [line["text"] for line in lines[30:]] == [line["text"] for line in lines[:5]]
 
 
 def test_same_seed_same_numbers_and_no_side_effects(cfg, tmp_path):
@@ -222,8 +224,9 @@ def test_unknown_metric_and_bad_sizes_are_clear_errors(cfg, tmp_path, capsys):
 
 
 def write_folder(folder, lines, images=()):
+    """``lines`` as a captions.jsonl (the name --save_images wrote before metadata.jsonl)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / MANIFEST).write_text("\n".join(lines) + "\n")
+    (folder / "captions.jsonl").write_text("\n".join(lines) + "\n")
     for name in images:
         shutil.copy(next((folder.parent / "good").glob("*.png")), folder / name)
 
@@ -236,41 +239,104 @@ def good_folder(cfg, tmp_path):
 
 
 def test_bad_folders_name_the_file_and_line(cfg, tmp_path, good_folder):
-    with pytest.raises(DataError, match="image folder not found: .*nowhere"):
-        read_manifest(tmp_path / "nowhere")
+    with pytest.raises(DataError, match="--image_dir .*nowhere: not a folder"):
+        read_folder(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match=r"empty/captions.jsonl not found"):
-        read_manifest(tmp_path / "empty")
+    with pytest.raises(
+        DataError, match=r"empty holds no manifest of its captions: expected metadata.csv, metadata.jsonl"
+    ):
+        read_folder(tmp_path / "empty")
     cases = {
         "json": (['{"file": "a.png", "caption": "a red circle"}', "{oops"], r"captions.jsonl line 2: not valid JSON"),
-        "keys": (['{"file": "a.png"}'], r"line 1: \"caption\" must be a string"),
+        "keys": (
+            ['{"file": "a.png"}'],
+            r"captions.jsonl: no caption column: expected one of text, caption \(fields found: file\)",
+        ),
         "class": (['{"file": "a.png", "caption": "x", "class_id": "red"}'], r"line 1: \"class_id\" must be an integer"),
         "missing": (
             ['{"file": "a.png", "caption": "a red circle"}', '{"file": "b.png", "caption": "x"}'],
             r"line 2: image not found: .*missing/b.png",
         ),
-        "none": ([""], r"captions.jsonl lists no image"),
+        "none": ([""], r"captions.jsonl: the manifest lists no image"),
+        "two": (
+            ['{"file": "a.png", "caption": ["a red circle", "a circle"]}'],
+            r"line 1: \"caption\" holds 2 captions",
+        ),
+        "blank": (['{"file": "a.png", "caption": "  "}'], r"captions.jsonl line 1: empty caption for a.png"),
     }
     for name, (lines, message) in cases.items():
         write_folder(tmp_path / name, lines, images=["a.png"])
         with pytest.raises(DataError, match=message):
-            read_manifest(tmp_path / name)
-    # Found only when read or encoded: a corrupt image, one of another size, an empty caption.
+            read_folder(tmp_path / name)
+    # Found only when read or encoded: a corrupt image, one of another size, a caption of unknown words.
     shutil.copytree(good_folder, tmp_path / "corrupt")
     (tmp_path / "corrupt" / "000007.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match=r"captions.jsonl line 8: cannot read image .*corrupt/000007.png"):
+    with pytest.raises(DataError, match=r"metadata.jsonl line 8: cannot read image .*corrupt/000007.png"):
         evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=tmp_path / "corrupt")
     shutil.copytree(good_folder, tmp_path / "sizes")
     Image.new("RGB", (64, 64)).save(tmp_path / "sizes" / "000003.png")
     with pytest.raises(DataError, match=r"line 4: .*000003.png is 64x64 but the first image is 128x128"):
         evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=tmp_path / "sizes")
-    shutil.copytree(good_folder, tmp_path / "blank")
+    shutil.copytree(good_folder, tmp_path / "unknown")
     lines = manifest_lines(good_folder)
-    lines[5]["caption"] = "  "
-    (tmp_path / "blank" / MANIFEST).write_text("\n".join(map(json.dumps, lines)) + "\n")
-    with pytest.raises(CaptionError, match=r"blank/captions.jsonl line 6: caption '  ' has no words"):
-        evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=tmp_path / "blank")
+    lines[5]["text"] = "zebra"
+    (tmp_path / "unknown" / MANIFEST).write_text("\n".join(map(json.dumps, lines)) + "\n")
+    with pytest.raises(
+        CaptionError, match=r"unknown/metadata.jsonl line 6: caption 'zebra' has no word in the vocabulary"
+    ):
+        evaluate(cfg, CPU, {"rp"}, tmp_path / "out", image_dir=tmp_path / "unknown")
     assert not (tmp_path / "out").exists()  # nothing written on an error
+
+
+def test_imagefolder_metadata_and_todays_names_score_the_same(cfg, tmp_path, good_folder):
+    """--save_images writes Hugging Face ImageFolder's metadata.jsonl (file_name, text,
+    class_id); the same rows as a metadata.csv, and as the captions.jsonl with file and
+    caption that it wrote before, read as the same images, captions and classes, and score
+    the same numbers."""
+    lines = manifest_lines(good_folder)
+    assert list(lines[0]) == ["file_name", "text", "class_id", "key", "caption_index"]
+    rows = [{"file_name": line["file_name"], "text": line["text"], "class_id": line["class_id"]} for line in lines]
+    today = [{"file": row["file_name"], "caption": row["text"], "class_id": row["class_id"]} for row in rows]
+    expected = read_folder(good_folder).entries
+    assert -1 not in {e.class_id for e in expected}  # classes given, and compared
+    for name, content in (("metadata.csv", rows), ("captions.jsonl", today)):
+        folder = shutil.copytree(good_folder, tmp_path / name.replace(".", "_"))
+        (folder / MANIFEST).unlink()
+        if name.endswith(".jsonl"):
+            (folder / name).write_text("".join(json.dumps(row) + "\n" for row in content))
+        else:
+            with (folder / name).open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(content[0]))
+                writer.writeheader()
+                writer.writerows(content)
+        read = read_folder(folder)
+        assert read.manifest == folder / name
+        assert [(e.path.name, e.caption, e.class_id) for e in read.entries] == [
+            (e.path.name, e.caption, e.class_id) for e in expected
+        ]
+    metrics = evaluate(cfg, CPU, {"rp"}, tmp_path / "a", image_dir=good_folder)["metrics"]
+    assert evaluate(cfg, CPU, {"rp"}, tmp_path / "b", image_dir=tmp_path / "captions_jsonl")["metrics"] == metrics
+    # A manifest without a file column: one error naming the file and the columns it has.
+    (tmp_path / "metadata_csv" / "metadata.csv").write_text("path,text\n000000.png,a red circle\n")
+    with pytest.raises(
+        DataError,
+        match=r"metadata_csv/metadata.csv: no file column: expected one of file_name, image, file "
+        r"\(columns found: path, text\)",
+    ):
+        evaluate(cfg, CPU, {"rp"}, tmp_path / "c", image_dir=tmp_path / "metadata_csv")
+
+
+def test_hugging_face_loads_a_saved_folder(tmp_path, good_folder, monkeypatch):
+    """Hugging Face's own ImageFolder reads --save_images's folder: its images in order, with
+    their captions and classes."""
+    datasets = need("datasets", "pip install -e '.[test]'")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # its cache: nothing outside tmp_path
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    loaded = datasets.load_dataset("imagefolder", data_dir=str(good_folder), split="train")
+    lines = manifest_lines(good_folder)
+    assert loaded["text"] == [line["text"] for line in lines] and len(lines) == 10
+    assert loaded["class_id"] == [line["class_id"] for line in lines]
+    assert [image.size for image in loaded["image"]] == [(128, 128)] * 10
 
 
 def test_folder_without_class_ids_draws_from_every_test_caption(cfg, tmp_path, good_folder):

@@ -2,11 +2,7 @@
 and an interrupted run that resumes to the same weights as an uninterrupted one."""
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -14,46 +10,15 @@ import torch
 import torch.nn as nn
 import yaml
 
-from attngan.checkpoint import load_weights, read_state_dict, save_weights
+from attngan.checkpoint import load_weights, read_state_dict
 from attngan.cli import main
 from attngan.config import ConfigError, load_config
-from attngan.data.synthetic import make_shapes_dataset
 from attngan.evaluation.periodic import during_training
 from attngan.losses import KL_loss, discriminator_loss, generator_loss, sent_loss, words_loss
-from attngan.models import build_generator, build_image_encoder, build_text_encoder
+from attngan.models import build_generator
 from attngan.runtime import run_dir, seed_everything
 from attngan.training.gan import GanTrainer, as_floats
-from conftest import ROOT
-
-
-def tiny_cfg(data_dir, encoders_dir, dcgan=False):
-    cfg = load_config(ROOT / "cfg/bird_attnDCGAN2.yml" if dcgan else ROOT / "cfg/bird_attn2.yml")
-    cfg.DATA_DIR, cfg.WORKERS, cfg.CUDA = str(data_dir), 0, False
-    cfg.TREE.BRANCH_NUM = 2
-    cfg.GAN.GF_DIM, cfg.GAN.DF_DIM, cfg.GAN.Z_DIM, cfg.GAN.CONDITION_DIM = 2, 2, 8, 4
-    cfg.GAN.R_NUM = 0 if dcgan else 1
-    cfg.TEXT.EMBEDDING_DIM, cfg.TEXT.WORDS_NUM = 16, 12
-    cfg.TRAIN.BATCH_SIZE, cfg.TRAIN.MAX_EPOCH, cfg.TRAIN.SNAPSHOT_INTERVAL = 4, 2, 1
-    cfg.TRAIN.NET_E = str(encoders_dir / "text_encoder0.pth")
-    cfg.DAMSM.IMAGE_BACKBONE, cfg.DAMSM.COMPACT_IMAGE_SIZE = "compact", 32
-    cfg.AUGMENT.HORIZONTAL_FLIP = False
-    cfg.RUN.LOG_INTERVAL, cfg.RUN.IMAGE_INTERVAL = 1, 3
-    return cfg
-
-
-@pytest.fixture(scope="module")
-def setup_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gan")
-    data = root / "shapes"
-    make_shapes_dataset(data, num_images=18, image_size=32, seed=5)  # 15 train images: 3 batches of 4
-    cfg = tiny_cfg(data, root / "enc")
-    torch.manual_seed(0)
-    from attngan.data.text import load_text_data
-
-    n_words = load_text_data(data, 10).n_words
-    save_weights(build_text_encoder(cfg, n_words), root / "enc" / "text_encoder0.pth")
-    save_weights(build_image_encoder(cfg), root / "enc" / "image_encoder0.pth")
-    return root, data
+from conftest import ROOT, terminated_after_first_state
 
 
 def make_trainer(cfg, out, seed=7):
@@ -134,9 +99,8 @@ def test_kl_loss_hand_computed():
 # ---- training -------------------------------------------------------------------------------
 
 
-def test_one_step_changes_g_and_every_d_and_averages(setup_dirs, tmp_path):
-    root, data = setup_dirs
-    trainer = make_trainer(tiny_cfg(data, root / "enc"), tmp_path / "run")
+def test_one_step_changes_g_and_every_d_and_averages(tiny_gan, tmp_path):
+    trainer = make_trainer(tiny_gan.cfg(), tmp_path / "run")
     before_g = [p.detach().clone() for p in trainer.net_g.parameters()]
     before_d = [[p.detach().clone() for p in d.parameters()] for d in trainer.nets_d]
     avg_before = [a.clone() for a in trainer.avg_g]
@@ -153,15 +117,14 @@ def test_one_step_changes_g_and_every_d_and_averages(setup_dirs, tmp_path):
     assert all(p.grad is None for p in trainer.text_encoder.parameters())
 
 
-def test_bf16_step_is_finite_and_close_to_fp32(setup_dirs, tmp_path):
+def test_bf16_step_is_finite_and_close_to_fp32(tiny_gan, tmp_path):
     """Autocast to bf16 (8 mantissa bits): the first step's losses, from the same weights
     and batch, agree with float32's to within a few percent."""
     from attngan.data.loader import epoch_loader
 
-    root, data = setup_dirs
     logs = {}
     for precision in ("fp32", "bf16"):
-        cfg = tiny_cfg(data, root / "enc")
+        cfg = tiny_gan.cfg()
         cfg.RUN.PRECISION = precision
         trainer = make_trainer(cfg, tmp_path / precision)
         torch.manual_seed(3)
@@ -172,19 +135,17 @@ def test_bf16_step_is_finite_and_close_to_fp32(setup_dirs, tmp_path):
         assert logs["bf16"][key] == pytest.approx(logs["fp32"][key], rel=0.05), key
 
 
-def test_unknown_precision_is_an_error(setup_dirs, tmp_path):
-    root, data = setup_dirs
-    cfg = tiny_cfg(data, root / "enc")
+def test_unknown_precision_is_an_error(tiny_gan, tmp_path):
+    cfg = tiny_gan.cfg()
     cfg.RUN.PRECISION = "fp16"
     with pytest.raises(ConfigError, match="RUN.PRECISION"):
         make_trainer(cfg, tmp_path / "run")
 
 
-def test_evaluation_every_epoch_goes_to_eval_and_tensorboard(setup_dirs, tmp_path):
+def test_evaluation_every_epoch_goes_to_eval_and_tensorboard(tiny_gan, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    root, data = setup_dirs
-    cfg = tiny_cfg(data, root / "enc")
+    cfg = tiny_gan.cfg()
     cfg.TRAIN.MAX_EPOCH = 1
     cfg.EVAL.EVERY_EPOCHS, cfg.EVAL.METRICS, cfg.EVAL.TRAIN_NUM_SAMPLES, cfg.EVAL.BATCH_SIZE = 1, "rp", 20, 10
     make_trainer(cfg, tmp_path / "run").train()
@@ -200,9 +161,8 @@ def state_of(model_dir):
     return torch.load(model_dir / "training_state.pth", weights_only=True)
 
 
-def test_interrupted_run_resumes_to_the_same_weights(setup_dirs, tmp_path):
-    root, data = setup_dirs
-    cfg = tiny_cfg(data, root / "enc")
+def test_interrupted_run_resumes_to_the_same_weights(tiny_gan, tmp_path):
+    cfg = tiny_gan.cfg()
     make_trainer(cfg, tmp_path / "full").train()
     stopped = make_trainer(cfg, tmp_path / "part").train(stop_after_steps=4)  # mid-epoch 1 (3 steps an epoch)
     assert stopped.name == "training_state.pth" and state_of(stopped.parent)["step"] == 1
@@ -219,9 +179,8 @@ def test_interrupted_run_resumes_to_the_same_weights(setup_dirs, tmp_path):
     assert all(torch.equal(g_full[k], g_part[k]) for k in g_full)
 
 
-def test_snapshots_in_the_original_names_load_into_fresh_models(setup_dirs, tmp_path):
-    root, data = setup_dirs
-    cfg = tiny_cfg(data, root / "enc")
+def test_snapshots_in_the_original_names_load_into_fresh_models(tiny_gan, tmp_path):
+    cfg = tiny_gan.cfg()
     make_trainer(cfg, tmp_path / "run").train()
     model = tmp_path / "run" / "Model"
     assert {p.name for p in model.glob("*.pth")} == {
@@ -243,9 +202,8 @@ def test_snapshots_in_the_original_names_load_into_fresh_models(setup_dirs, tmp_
     assert trainer.epoch == 2
 
 
-def test_dcgan_and_cli(setup_dirs, tmp_path, capsys):
-    root, data = setup_dirs
-    cfg = tiny_cfg(data, root / "enc", dcgan=True)
+def test_dcgan_and_cli(tiny_gan, tmp_path, capsys):
+    cfg = tiny_gan.cfg(dcgan=True)
     trainer = make_trainer(cfg, tmp_path / "dc")
     assert len(trainer.nets_d) == 1 and trainer.nets_d[0].UNCOND_DNET is None
     trainer.train(stop_after_steps=1)
@@ -255,7 +213,7 @@ def test_dcgan_and_cli(setup_dirs, tmp_path, capsys):
         "--gpu",
         "-1",
         "--data_dir",
-        str(data),
+        str(tiny_gan.data),
         "--output_dir",
         str(tmp_path / "cli"),
         "--set",
@@ -266,30 +224,12 @@ def test_dcgan_and_cli(setup_dirs, tmp_path, capsys):
     assert "needs pretrained DAMSM encoders: set TRAIN.NET_E" in capsys.readouterr().err
 
 
-def terminated_after_first_state(command: list[str], state, timeout: float) -> tuple[int, str]:
-    """Start ``command`` in a process group of its own, wait for its first training state
-    (the end of epoch 0), let it train a little further, SIGTERM the whole group (what a
-    terminal's Ctrl-C, a scheduler or a container stop does) -> (exit status, stderr)."""
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    deadline = time.time() + 120
-    while not state.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert process.poll() is None, process.communicate()[1]
-    time.sleep(1.0)
-    os.killpg(process.pid, signal.SIGTERM)
-    _, err = process.communicate(timeout=timeout)
-    return process.returncode, err
-
-
-def test_sigterm_to_the_process_group_saves_the_training_state(setup_dirs, tmp_path):
+def test_sigterm_to_the_process_group_saves_the_training_state(tiny_gan, tmp_path):
     """kill -TERM -<pgid> (what a terminal's Ctrl-C, a job scheduler or a container stop
     does: every process of the group, DataLoader workers included) ends the run with the
     training state saved at the step it reached."""
-    root, data = setup_dirs
     out = tmp_path / "run"
-    cfg = tiny_cfg(data, root / "enc")
+    cfg = tiny_gan.cfg()
     cfg.WORKERS, cfg.TRAIN.MAX_EPOCH, cfg.RUN.IMAGE_INTERVAL = 1, 100000, 100000
     (tmp_path / "tiny.yml").write_text(yaml.safe_dump(json.loads(json.dumps(cfg))))
     command = [

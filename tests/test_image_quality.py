@@ -17,7 +17,7 @@ from attngan.metrics.image_quality import (
     inception_score_from_probs,
     library_weights_path,
     load_inception,
-    to_uint8,
+    uint8_images,
 )
 
 
@@ -92,9 +92,9 @@ def test_inception_score_agrees_with_torchmetrics_on_one_split():
 def test_to_uint8_truncates_like_the_original():
     # uint8((x + 1) * 127.5): -1 -> 0, -0.5 -> 63.75 -> 63, 0 -> 127.5 -> 127, 1 -> 255
     images = torch.tensor([-1.0, -0.5, 0.0, 1.0]).view(1, 1, 2, 2).expand(1, 3, 2, 2)
-    assert to_uint8(images)[0, 0].flatten().tolist() == [0, 63, 127, 255]
+    assert uint8_images(images)[0, 0].flatten().tolist() == [0, 63, 127, 255]
     with pytest.raises(ValueError, match=r"\[N,3,H,W\]"):
-        to_uint8(torch.zeros(2, 1, 4, 4))
+        uint8_images(torch.zeros(2, 1, 4, 4))
 
 
 def test_accumulator_fid_against_independent_statistics():
@@ -136,7 +136,7 @@ def test_accumulator_inception_score_and_float_input():
         "inception_score_star_mean",
         "inception_score_star_std",
     }
-    logits = extractor(to_uint8(images))[1].double()
+    logits = extractor(uint8_images(images))[1].double()
     expected = inception_score_from_probs(logits.softmax(1), splits=4)
     assert (result["inception_score_mean"], result["inception_score_std"]) == pytest.approx(expected)
     assert 1.0 < result["inception_score_mean"] < 5.0

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from attngan.config import load_config
 from attngan.data.datasets import build_dataset
 from attngan.data.synthetic import make_shapes_dataset
+from attngan.errors import DataError
 from attngan.metrics.localisation import (
     Localisation,
     damsm_localisation,
@@ -23,6 +24,7 @@ from attngan.metrics.localisation import (
     words_naming_objects,
 )
 from attngan.models import build_generator, build_image_encoder, build_text_encoder
+from conftest import ColourText
 
 CPU = torch.device("cpu")
 
@@ -117,7 +119,7 @@ def test_view_box_follows_the_centre_crop_of_the_original_transform():
 
 def test_missing_objects_json_is_a_clear_error(tmp_path):
     with pytest.raises(
-        FileNotFoundError,
+        DataError,
         match="objects.json.*attention localisation and object match need a "
         "dataset with "
         "objects.json, such as the generated shapes dataset",
@@ -217,25 +219,6 @@ def test_damsm_localisation_runs_on_random_encoders(tiny):
         build_image_encoder(cfg), text_encoder, dataset, objects, CPU, batch_size=8, gamma1=cfg.TRAIN.SMOOTH.GAMMA1
     )
     check(result, 4 * 4)  # the compact encoder's regions: 32 px / 8
-
-
-class ColourText(nn.Module):
-    """Text encoder stub: a colour word's embedding is its colour's one-hot, other words 0."""
-
-    def __init__(self, wordtoix, colours):
-        super().__init__()
-        table = torch.zeros(len(wordtoix), len(colours))
-        for c, name in enumerate(colours):
-            if name in wordtoix:
-                table[wordtoix[name], c] = 1.0
-        self.register_buffer("table", table)
-
-    def init_hidden(self, bsz):
-        return None
-
-    def forward(self, captions, cap_lens, hidden=None):
-        emb = self.table[captions[:, : int(cap_lens.max())]].transpose(1, 2)  # [B,C,T]
-        return emb, emb.sum(2)
 
 
 class ColourRegions(nn.Module):

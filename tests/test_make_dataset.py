@@ -9,6 +9,7 @@ import json
 import pickle
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,10 @@ from attngan.data.check import check_dataset
 from attngan.data.make_dataset import load_image, main, make_dataset
 from attngan.data.manifest import DatasetError, read_manifest
 from conftest import ROOT
+from optional import need
 
 DOC = ROOT / "docs" / "own_data.md"
+MANIFEST_DOC = ROOT / "docs" / "captioned_images.md"
 COLOURS = {"red": (220, 20, 20), "green": (20, 160, 40), "blue": (30, 60, 220), "yellow": (250, 220, 20)}
 SHAPES = ("circle", "square")
 NUM_IMAGES = 30
@@ -146,6 +149,105 @@ def test_csv_and_jsonl_give_the_same_dataset(made):
     assert a == b
 
 
+def same_dataset(a: Path, b: Path) -> bool:
+    """The files of datasets ``a`` and ``b`` equal but for README.txt (it names the manifest)
+    and the configs' DATA_DIR (each its own --out)."""
+    fa, fb = files(a), files(b)
+    fa.pop("README.txt"), fb.pop("README.txt")
+    for name in ("damsm.yml", "attngan.yml", "eval.yml"):
+        fb[name] = fb[name].replace(str(b).encode(), str(a).encode())
+    return fa == fb
+
+
+def test_imagefolder_layouts_and_todays_names_give_identical_datasets(tmp_path, capsys, caplog):
+    """The same captions as attngan-make-dataset's image/caption/class rows (--captions), as
+    Hugging Face ImageFolder's metadata.csv (file_name, text, class; an extra column) and
+    metadata.jsonl (one line an image, its captions a list, class as label) beside the
+    images, and with attngan-eval's names file/caption in a captions.jsonl there: one dataset."""
+    rows = shapes_folder(tmp_path / "imgs", 12)
+    today = write_manifest(tmp_path / "captions.csv", rows)
+    hf_csv, hf_jsonl, eval_names = (
+        shutil.copytree(tmp_path / "imgs", tmp_path / n) for n in ("hf_csv", "hf_jsonl", "ev")
+    )
+    write_manifest(
+        hf_csv / "metadata.csv",
+        [{"file_name": r["image"], "text": r["caption"], "class": r["class"], "source": "drawn"} for r in rows],
+    )
+    per_image = {}
+    for r in rows:
+        per_image.setdefault(r["image"], {"file_name": r["image"], "text": [], "label": r["class"]})["text"].append(
+            r["caption"]
+        )
+    write_manifest(hf_jsonl / "metadata.jsonl", list(per_image.values()))
+    write_manifest(
+        eval_names / "captions.jsonl",
+        [{"file": r["image"], "caption": r["caption"], "class": r["class"]} for r in rows],
+    )
+    options = ["--test-fraction", "0.25", "--workers", "0"]
+    assert (
+        main(
+            [
+                "--images",
+                str(tmp_path / "imgs"),
+                "--captions",
+                str(today),
+                "--out",
+                str(tmp_path / "a" / "mine"),
+                *options,
+            ]
+        )
+        == 0
+    )
+    for folder in (hf_csv, hf_jsonl, eval_names):
+        capsys.readouterr()
+        out = tmp_path / "out" / folder.name / "mine"
+        assert main(["--images", str(folder), "--out", str(out), *options]) == 0  # no --captions
+        manifest = next(p for p in folder.iterdir() if p.suffix in (".csv", ".jsonl"))
+        assert f"(captions from {manifest})" in capsys.readouterr().out
+        assert same_dataset(tmp_path / "a" / "mine", out), folder.name
+    assert f"{hf_csv / 'metadata.csv'}: ignoring its columns source" in caplog.text
+    # The layout is the dataset's too: 12 images, 3 test, 2 classes.
+    assert len(unpickle(tmp_path / "a" / "mine" / "test/filenames.pickle")) == 3
+    assert (tmp_path / "a" / "mine" / "classes.txt").read_text() == "1 circle\n2 square\n"
+
+
+def test_images_without_a_manifest_or_with_two(small, capsys):
+    folder, rows = small
+    line = run_bad(folder, None, capsys, manifest=False)
+    assert (
+        f"--images {folder / 'imgs'} holds no manifest of its captions: expected metadata.csv, metadata.jsonl, "
+        "captions.jsonl with the columns file_name and text"
+    ) in line
+    write_manifest(folder / "imgs" / "metadata.csv", rows)
+    write_manifest(folder / "imgs" / "metadata.jsonl", rows)
+    line = run_bad(folder, None, capsys, manifest=False)
+    assert f"--images {folder / 'imgs'} holds metadata.csv and metadata.jsonl: keep one manifest" in line
+
+
+def test_a_small_set_gets_configs_that_run_and_says_what_it_sized(tmp_path, monkeypatch, capsys):
+    """60 images: a test split of 6, fewer than the recipe's DAMSM batch of 32 (DAMSM
+    validates in whole batches): damsm.yml gets batches of 6, the output says so, and DAMSM
+    pretraining runs an epoch with it (tiny networks)."""
+    monkeypatch.chdir(tmp_path)
+    write_manifest(tmp_path / "sixty" / "metadata.csv", shapes_folder(tmp_path / "sixty", 60))
+    assert main(["--images", "sixty", "--out", "data/sixty", "--workers", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 60 images (54 train, 6 test)" in printed
+    assert (
+        "sized to the dataset: damsm.yml: TRAIN.BATCH_SIZE 6, not the recipe's 32: DAMSM trains on the training "
+        "split and validates on the test split in whole batches of this size, and the test split has 6 images"
+    ) in printed
+    assert "sized to the dataset: eval.yml: TRAIN.BATCH_SIZE 6, not the recipe's 16" in printed
+    assert "sized to the dataset: attngan.yml" not in printed  # 54 training images hold its batch of 16
+    damsm = load_config("data/sixty/damsm.yml")
+    assert damsm.TRAIN.BATCH_SIZE == 6
+    status = entry_point("attngan-pretrain-damsm")(
+        ["--cfg", "data/sixty/damsm.yml", "--output_dir", "out", "--set", *TINY["attngan-pretrain-damsm"]]
+    )
+    assert status == 0, capsys.readouterr().err[-2000:]
+    assert (tmp_path / "out" / "Model" / "text_encoder0.pth").is_file()
+
+
 def test_configs_point_at_the_dataset_and_chain_their_checkpoints(made):
     _, _, out = made
     data = out["csv"]
@@ -245,23 +347,15 @@ def small(tmp_path):
 
 
 def run_bad(folder: Path, rows, capsys, manifest_name="captions.csv", extra=(), manifest=None):
-    """Run the CLI; returns its one error line after checking status 2 and nothing written."""
-    manifest = manifest or write_manifest(folder / manifest_name, rows)
+    """Run the CLI; returns its one error line after checking status 2 and nothing written.
+    ``manifest``: a file (default: ``rows`` written to ``manifest_name``), or False for
+    none (the one in the images' folder)."""
+    if manifest is None:
+        manifest = write_manifest(folder / manifest_name, rows)
     out = folder / "data" / "mine"
     capsys.readouterr()
-    status = main(
-        [
-            "--images",
-            str(folder / "imgs"),
-            "--captions",
-            str(manifest),
-            "--out",
-            str(out),
-            "--test-fraction",
-            "0.4",
-            *extra,
-        ]
-    )
+    captions = ["--captions", str(manifest)] if manifest else []
+    status = main(["--images", str(folder / "imgs"), *captions, "--out", str(out), "--test-fraction", "0.4", *extra])
     captured = capsys.readouterr()
     assert status == 2, captured.err
     assert captured.out == "" and "Traceback" not in captured.err
@@ -336,6 +430,13 @@ def test_duplicate_name(small, capsys):
     )
 
 
+def test_image_outside_the_folder(small, capsys):
+    folder, rows = small
+    rows[0]["image"] = "../00.jpg"
+    line = run_bad(folder, rows, capsys)
+    assert f"captions.csv line 2: image '../00.jpg' is not a path inside {folder / 'imgs'}" in line
+
+
 def test_inconsistent_class(small, capsys):
     folder, rows = small
     rows[1]["class"] = "square"
@@ -345,27 +446,56 @@ def test_inconsistent_class(small, capsys):
 @pytest.mark.parametrize(
     "name, content, message",
     [
-        ("c.csv", "image,caption\n00.jpg\n", "c.csv line 2: no caption field"),
+        ("c.csv", "image,caption\n00.jpg\n", "c.csv line 2: no caption field (fields: image)"),
         ("c.csv", "image,caption\n00.jpg,a,b\n", "c.csv line 2: 3 fields, but the header names 2"),
-        ("c.csv", "caption\na red circle\n", "c.csv header: no 'image' column"),
-        ("c.csv", "image,caption,colour\n00.jpg,a red circle,red\n", "c.csv header: unknown column 'colour'"),
-        ("c.csv", "00.jpg,a red circle\n", "c.csv header: unknown column '00.jpg'"),
-        ("c.jsonl", '{"image": "00.jpg"}\n', "c.jsonl line 1: no caption field"),
-        ("c.jsonl", '\n{"caption": "a red circle"}\n', "c.jsonl line 2: no image field"),
+        (
+            "c.csv",
+            "caption\na red circle\n",
+            "c.csv: no file column: expected one of file_name, image, file (columns found: caption)",
+        ),
+        (
+            "c.csv",
+            "filename,text\n00.jpg,a red circle\n",
+            "c.csv: no file column: expected one of file_name, image, file (columns found: filename, text)",
+        ),
+        (  # no header row: its first row is read as one
+            "c.csv",
+            "00.jpg,a red circle\n",
+            "c.csv: no file column: expected one of file_name, image, file (columns found: 00.jpg, a red circle)",
+        ),
+        ("c.csv", "image,text,caption\n", "c.csv: two caption columns, 'text' and 'caption': keep one"),
+        ("c.csv", "image,caption,image\n", "c.csv: column 'image' appears twice"),
         (
             "c.jsonl",
-            '{"image": "00.jpg", "caption": "a circle", "label": "x"}\n',
-            "c.jsonl line 1: unknown field 'label'",
+            '{"image": "00.jpg"}\n',
+            "c.jsonl: no caption column: expected one of text, caption (fields found: image)",
         ),
-        ("c.jsonl", '{"image": "00.jpg", "caption": 3}\n', 'c.jsonl line 1: "caption" must be a string, got 3'),
+        (
+            "c.jsonl",
+            '\n{"caption": "a red circle"}\n',
+            "c.jsonl: no file column: expected one of file_name, image, file (fields found: caption)",
+        ),
+        (
+            "c.jsonl",
+            '{"file_name": "00.jpg", "text": "a circle"}\n{"file_name": "01.jpg", "caption": "a square"}\n',
+            "c.jsonl: two caption columns, 'text' and 'caption': keep one (fields found: file_name, text, caption)",
+        ),
+        (
+            "c.jsonl",
+            '{"image": "00.jpg", "caption": "a circle", "class": "x"}\n{"image": "01.jpg", "caption": "a circle"}\n',
+            "c.jsonl line 2: no class field (fields: image, caption)",
+        ),
+        (
+            "c.jsonl",
+            '{"image": "00.jpg", "caption": 3}\n',
+            'c.jsonl line 1: "caption" must be a string or a list of strings, got 3',
+        ),
+        ("c.jsonl", '{"image": "00.jpg", "caption": ["a", 3]}\n', '"caption" must be a string or a list of strings'),
+        ("c.jsonl", '{"image": "00.jpg", "caption": "a circle", "class": true}\n', '"class" must be a string or'),
         ("c.jsonl", '{"image": "00.jpg", "caption": "a circle"\n', "c.jsonl line 1: not valid JSON"),
-        (
-            "c.jsonl",
-            '{"image": "../00.jpg", "caption": "a circle"}\n',
-            "c.jsonl line 1: image '../00.jpg' is not a path inside --images",
-        ),
+        ("c.jsonl", '["00.jpg", "a circle"]\n', "c.jsonl line 1: expected a JSON object"),
         ("c.csv", "", "c.csv: the manifest is empty; expected a header row"),
-        ("c.csv", "image,caption\n\n", "c.csv: the manifest has no rows"),
+        ("c.csv", "image,caption\n\n", "c.csv: the manifest lists no image"),
         ("c.txt", "image,caption\n", "c.txt: unknown manifest format '.txt'"),
     ],
 )
@@ -435,9 +565,9 @@ def test_read_manifest_raises_dataset_error(tmp_path):
 # ---------------------------------------------------------------- docs/own_data.md, run as written
 
 
-def doc_blocks(kind: str) -> list[str]:
+def doc_blocks(kind: str, doc: Path = DOC) -> list[str]:
     return [
-        body for info, body in re.findall(r"```(\w*)\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S) if info == kind
+        body for info, body in re.findall(r"```(\w*)\n(.*?)```", doc.read_text(encoding="utf-8"), re.S) if info == kind
     ]
 
 
@@ -451,12 +581,58 @@ def doc_commands() -> list[list[str]]:
 
 
 def test_doc_manifest_examples_read_the_same(tmp_path):
-    csv_example, jsonl_example = doc_blocks("csv"), doc_blocks("json")
-    assert len(csv_example) == len(jsonl_example) == 1
-    a = read_manifest(write_text(tmp_path / "a.csv", csv_example[0]))
-    b = read_manifest(write_text(tmp_path / "a.jsonl", jsonl_example[0]))
-    assert [(r.image, r.caption, r.label) for r in a] == [(r.image, r.caption, r.label) for r in b]
-    assert len(a) == 3 and a[1].caption == "there is a blue background, with a red circle"
+    """docs/captioned_images.md's three examples: the same captions of the same images."""
+    csv_examples, jsonl_examples = doc_blocks("csv", MANIFEST_DOC), doc_blocks("json", MANIFEST_DOC)
+    assert len(csv_examples) == 2 and len(jsonl_examples) == 1
+    read = [read_manifest(write_text(tmp_path / f"{i}.csv", text)) for i, text in enumerate(csv_examples)]
+    read.append(read_manifest(write_text(tmp_path / "2.jsonl", jsonl_examples[0])))
+    grouped = []
+    for manifest in read:
+        images = {}
+        for row in manifest.rows:
+            images.setdefault((row.file, row.label), []).extend(row.captions)
+        grouped.append(images)
+    assert grouped[0] == grouped[1] == grouped[2]
+    assert grouped[0][("0001.jpg", "circle")] == [
+        "a red circle on a blue background",
+        "there is a blue background, with a red circle",
+    ]
+    assert [m.columns.file for m in read] == ["file_name", "image", "file_name"]
+
+
+def hf_datasets():
+    """Hugging Face's ``datasets`` (the test extra)."""
+    return need("datasets", "pip install -e '.[test]'")
+
+
+def test_hugging_face_reads_the_doc_examples_as_we_do(tmp_path, monkeypatch):
+    """docs/captioned_images.md's ImageFolder examples loaded by Hugging Face's own
+    ImageFolder (``load_dataset("imagefolder")``, offline) give the images, captions and
+    classes our reader gives: the layout is really theirs."""
+    datasets = hf_datasets()
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # its cache: nothing outside tmp_path
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    examples = [
+        ("metadata.csv", doc_blocks("csv", MANIFEST_DOC)[0]),
+        ("metadata.jsonl", doc_blocks("json", MANIFEST_DOC)[0]),
+    ]
+    for name, text in examples:
+        folder = tmp_path / name.replace(".", "_")
+        for i, file in enumerate(("0001.jpg", "pets/0002.png")):
+            draw(folder / file, "red", SHAPES[i], "blue", size=(16, 16))
+        manifest = read_manifest(write_text(folder / name, text))
+        ours = [(row.file, list(row.captions), row.label) for row in manifest.rows]
+        loaded = datasets.load_dataset("imagefolder", data_dir=str(folder), split="train")
+        loaded = loaded.cast_column("image", datasets.Image(decode=False))
+        theirs = [
+            (
+                Path(r["image"]["path"]).relative_to(folder).as_posix(),
+                r["text"] if isinstance(r["text"], list) else [r["text"]],
+                r["class"],
+            )
+            for r in loaded
+        ]
+        assert sorted(theirs) == sorted(ours) and len(ours) == (3 if name.endswith(".csv") else 2), name
 
 
 def write_text(path: Path, text: str) -> Path:
@@ -474,7 +650,11 @@ def entry_point(program: str):
 
 def test_doc_commands_from_images_to_samples_and_scores(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    write_manifest(tmp_path / "my_images" / "captions.csv", shapes_folder(tmp_path / "my_images"))
+    rows = shapes_folder(tmp_path / "my_images")
+    write_manifest(
+        tmp_path / "my_images" / "metadata.csv",
+        [{"file_name": r["image"], "text": r["caption"], "class": r["class"]} for r in rows],
+    )
     commands = doc_commands()
     assert [c[0] for c in commands] == [
         "attngan-make-dataset",

@@ -16,17 +16,35 @@ import torch
 import yaml
 from PIL import Image
 
+from attngan.checkpoint import image_encoder_path, save_weights
 from attngan.cli import eval_main, fid_stats_main
 from attngan.data.datasets import build_dataset
+from attngan.data.synthetic import make_shapes_dataset
 from attngan.evaluation import evaluate
 from attngan.evaluation.captions import load_eval_captions
-from attngan.evaluation.folder import read_manifest
+from attngan.evaluation.folder import read_folder
 from attngan.evaluation.scoring import real_test_images
 from attngan.metrics import clip_scores, fid_dmgan, inception_cub
+from attngan.models import build_image_encoder
+from conftest import CPU, tiny_eval_cfg
 from optional import need
-from test_evaluate import CPU, cfg  # noqa: F401 (the module fixture)
 
 SHA = "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+    """conftest's tiny eval config (stages 64 and 128) on 3 test images of 3 classes, with a
+    compact DAMSM image encoder beside its text encoder."""
+    root = tmp_path_factory.mktemp("published")
+    make_shapes_dataset(root / "shapes", num_images=18, image_size=32, seed=5)
+    cfg = tiny_eval_cfg(root / "shapes", root / "models")
+    cfg.DAMSM.update(IMAGE_BACKBONE="compact", COMPACT_IMAGE_SIZE=32)
+    cfg.RUN.OUTPUT_DIR = str(root / "output")
+    cfg.TRAIN.FLAG = True  # an image encoder as wide as the text encoder
+    save_weights(build_image_encoder(cfg), image_encoder_path(cfg.TRAIN.NET_E))
+    cfg.TRAIN.FLAG = False
+    return cfg
 
 
 class TinyLogits(torch.nn.Module):
@@ -87,7 +105,7 @@ def test_published_metrics_through_the_evaluation(stand_ins, tmp_path, monkeypat
     assert protocols["is_cub"]["sha256"] == SHA and protocols["is_cub"]["shuffle_seed"] == cfg.EVAL.SEED
     assert "100 views" in protocols["fid_dmgan"]["real"]
 
-    entries = read_manifest(out / "images")
+    entries = read_folder(out / "images").entries
     images = torch.stack([torch.from_numpy(np.array(Image.open(e.path))).permute(2, 0, 1) for e in entries])
     with torch.no_grad():
         logits = TinyLogits()(inception_cub.preprocess(images))
@@ -142,7 +160,7 @@ def test_real_scores_the_test_images_themselves(cfg, tmp_path, capsys):
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["settings"]["source"] == "image_dir" and saved["settings"]["num_samples"] == 3
     assert saved["settings"]["image_size"] == 128
-    entries = read_manifest(out / "real_images")
+    entries = read_folder(out / "real_images").entries
     dataset = build_dataset(cfg, "test")
     captions = load_eval_captions(dataset, cfg.EVAL.SEED)
     assert [e.caption for e in entries] == [captions.texts[i * captions.captions_per_image] for i in range(3)]

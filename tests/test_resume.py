@@ -22,7 +22,6 @@ from attngan.runtime import run_dir, seed_everything
 from attngan.training.damsm import train_damsm
 from attngan.training.state import checksum_of, load_state, previous_of, save_state
 from conftest import ROOT
-from test_gan_training import setup_dirs, tiny_cfg  # noqa: F401 (a fixture)
 
 DAMSM_ARGS = [
     "--cfg",
@@ -92,9 +91,8 @@ def killed_mid_epoch(command: list[str], state, steps_per_epoch: int) -> dict:
     return saved
 
 
-def test_sigkilled_attngan_run_resumes_to_the_uninterrupted_weights(setup_dirs, tmp_path, one_thread):
-    root, data = setup_dirs
-    cfg = tiny_cfg(data, root / "enc")
+def test_sigkilled_attngan_run_resumes_to_the_uninterrupted_weights(tiny_gan, tmp_path, one_thread):
+    cfg = tiny_gan.cfg()
     cfg.RUN.STATE_EVERY_STEPS, cfg.RUN.IMAGE_INTERVAL = 1, 100000
     cfg_file = tmp_path / "tiny.yml"
     cfg_file.write_text(yaml.safe_dump(json.loads(json.dumps(cfg))))

@@ -12,28 +12,18 @@ import torch
 import yaml
 from PIL import Image
 
-from attngan.checkpoint import CheckpointError, save_weights
+from attngan.checkpoint import CheckpointError
 from attngan.cli import sample_main
 from attngan.config import load_config
 from attngan.data.pickles import load_pickle, save_pickle
 from attngan.data.synthetic import make_shapes_dataset
 from attngan.data.text import load_text_data
 from attngan.errors import CaptionError
-from attngan.models import build_generator, build_text_encoder
+from attngan.generation import encode_captions, generate, load_models
 from attngan.runtime import seed_everything
-from attngan.sampling import encode_captions, gen_example, generate, load_models, sample_validation, slug
+from attngan.sampling import gen_example, sample_validation, slug
 from attngan.visualize import LABEL_HEIGHT, attention_figure, stage_attention_figure
-
-CPU = torch.device("cpu")
-TINY = {
-    "GAN": {"GF_DIM": 4, "Z_DIM": 8, "CONDITION_DIM": 4, "R_NUM": 1, "DF_DIM": 4},
-    "TEXT": {"EMBEDDING_DIM": 16, "CAPTIONS_PER_IMAGE": 10, "WORDS_NUM": 12},
-    "TREE": {"BRANCH_NUM": 2, "BASE_SIZE": 64},
-    "TRAIN": {"FLAG": False, "BATCH_SIZE": 2},
-    "WORKERS": 0,
-    "GPU_ID": -1,
-    "CUDA": False,
-}
+from conftest import CPU, tiny_eval_cfg
 
 
 @pytest.fixture(scope="module")
@@ -41,26 +31,6 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("sampling") / "shapes"
     make_shapes_dataset(root, num_images=18, image_size=32, seed=5)  # 3 test images
     return root
-
-
-def tiny_cfg(data, models, name="netG_epoch_3", **changes):
-    """A tiny eval config with random-weight G and text encoder saved under ``models``."""
-    cfg = load_config()
-    for section, values in TINY.items():
-        if isinstance(values, dict):
-            cfg[section].update(values)
-        else:
-            cfg[section] = values
-    for dotted, value in changes.items():
-        section, key = dotted.split("__")
-        cfg[section][key] = value
-    cfg.DATA_DIR = str(data)
-    n_words = load_text_data(data, 10).n_words
-    torch.manual_seed(0)
-    cfg.TRAIN.NET_G, cfg.TRAIN.NET_E = str(models / f"{name}.pth"), str(models / "text_encoder3.pth")
-    save_weights(build_generator(cfg), cfg.TRAIN.NET_G)
-    save_weights(build_text_encoder(cfg, n_words), cfg.TRAIN.NET_E)
-    return cfg
 
 
 def example_sentences(data):
@@ -73,7 +43,7 @@ def size_of(path):
 
 
 def test_gen_example_writes_the_original_file_names(data, tmp_path):
-    cfg = tiny_cfg(data, tmp_path)
+    cfg = tiny_eval_cfg(data, tmp_path)
     n = len(example_sentences(data))
     seed_everything(100)
     written = gen_example(cfg, CPU)
@@ -117,7 +87,7 @@ def test_sorted_indices_are_the_original_argsort(data):
 
 def test_out_of_vocabulary_words_are_reported_and_empty_captions_rejected(data, tmp_path, caplog):
     wordtoix = load_text_data(data, 10).wordtoix
-    with caplog.at_level(logging.WARNING, logger="attngan.sampling"):
+    with caplog.at_level(logging.WARNING, logger="attngan.generation"):
         batch = encode_captions(["a red zebra circle"], wordtoix, source="mine.txt", line_numbers=[7])
     assert batch.words == [["a", "red", "circle"]]
     assert "zebra" in caplog.text and "mine.txt line 7" in caplog.text
@@ -147,7 +117,7 @@ def test_validation_writes_the_last_stage_of_every_full_batch(data, tmp_path):
             (root / sub / "001.group").mkdir(exist_ok=True)
             (root / sub / f"{key}.{ext}").rename(root / sub / "001.group" / f"{key}.{ext}")
     save_pickle([f"001.group/{k}" for k in keys], root / "test" / "filenames.pickle")
-    cfg = tiny_cfg(root, tmp_path / "models")
+    cfg = tiny_eval_cfg(root, tmp_path / "models")
     cfg.B_VALIDATION = True
     count = sample_validation(cfg, CPU)
     batch = cfg.TRAIN.BATCH_SIZE
@@ -159,8 +129,8 @@ def test_validation_writes_the_last_stage_of_every_full_batch(data, tmp_path):
 
 
 def test_generator_of_another_config_is_a_checkpoint_error(data, tmp_path):
-    cfg = tiny_cfg(data, tmp_path)
-    other = tiny_cfg(data, tmp_path / "other", GAN__GF_DIM=8)
+    cfg = tiny_eval_cfg(data, tmp_path)
+    other = tiny_eval_cfg(data, tmp_path / "other", GAN__GF_DIM=8)
     cfg.TRAIN.NET_G = other.TRAIN.NET_G
     with pytest.raises(
         CheckpointError,
@@ -171,7 +141,7 @@ def test_generator_of_another_config_is_a_checkpoint_error(data, tmp_path):
 
 
 def test_dcgan_generator(data, tmp_path):
-    cfg = tiny_cfg(data, tmp_path, "netG_dcgan", GAN__B_DCGAN=True, GAN__R_NUM=0)
+    cfg = tiny_eval_cfg(data, tmp_path, "netG_dcgan", GAN__B_DCGAN=True, GAN__R_NUM=0)
     written = gen_example(cfg, CPU)
     out = tmp_path / "netG_dcgan" / "example_captions"
     n = len(example_sentences(data))
@@ -188,7 +158,7 @@ def write_cfg(cfg, path):
 
 
 def test_sample_main_with_captions(data, tmp_path, capsys):
-    cfg = tiny_cfg(data, tmp_path)
+    cfg = tiny_eval_cfg(data, tmp_path)
     yml = write_cfg(cfg, tmp_path / "tiny.yml")
     out = tmp_path / "mine"
     captions = ["a red circle at the top left", "a blue square"]
@@ -223,7 +193,7 @@ def test_sample_main_with_captions(data, tmp_path, capsys):
 
 
 def test_sample_main_errors_are_one_line(data, tmp_path, capsys):
-    cfg = tiny_cfg(data, tmp_path)
+    cfg = tiny_eval_cfg(data, tmp_path)
     yml = write_cfg(cfg, tmp_path / "tiny.yml")
     missing = tmp_path / "nowhere" / "netG_epoch_9.pth"
     assert sample_main(["--cfg", yml, "--gpu", "-1", "--set", f"TRAIN.NET_G={missing}"]) == 2
@@ -270,7 +240,7 @@ def test_sampling_takes_the_speed_settings(data, tmp_path):
     """attngan-sample, attngan-eval and attngan-serve load G through load_models, which
     applies RUN.CHANNELS_LAST and RUN.COMPILE as training does; a compiled G's words are
     padded to its static length, with the same images and attention maps."""
-    cfg = tiny_cfg(data, tmp_path, RUN__CHANNELS_LAST="always")
+    cfg = tiny_eval_cfg(data, tmp_path, RUN__CHANNELS_LAST="always")
     text = load_text_data(data, 10)
     net_g, text_encoder = load_models(cfg, text.n_words, CPU)
     convs = [m for m in net_g.modules() if isinstance(m, torch.nn.Conv2d)]

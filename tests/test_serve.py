@@ -5,11 +5,8 @@ concurrent requests batched and equal to the same requests served alone, a full 
 timeouts, the bounded image store, start-up errors and the command itself."""
 
 import asyncio
-import base64
 import contextlib
 import hashlib
-import io
-import json
 import os
 import re
 import socket
@@ -20,75 +17,26 @@ import time
 
 import numpy as np
 import pytest
-import yaml
-from PIL import Image
 
-pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[serve]')")
-pytest.importorskip("uvicorn", reason="the serve extra is not installed (pip install -e '.[serve]')")
-httpx = pytest.importorskip("httpx", reason="httpx (test extra) is not installed")
-import uvicorn  # noqa: E402
+from conftest import ROOT
+from optional import need
+
+for extra in ("fastapi", "uvicorn"):
+    need(extra, "the serve extra: pip install -e '.[serve]'")
+httpx = need("httpx", "the test extra: pip install -e '.[test]'")
 
 from attngan.cli import sample_main  # noqa: E402
-from attngan.data.synthetic import make_shapes_dataset  # noqa: E402
 from attngan.data.text import load_text_data  # noqa: E402
-from attngan.serve.app import create_app  # noqa: E402
 from attngan.serve.batching import MicroBatcher  # noqa: E402
 from attngan.serve.cli import main as serve_main  # noqa: E402
-from attngan.serve.engine import Engine  # noqa: E402
-from attngan.serve.settings import Settings  # noqa: E402
 from attngan.serve.store import ImageStore  # noqa: E402
 from attngan.visualize import LABEL_HEIGHT  # noqa: E402
-from conftest import ROOT  # noqa: E402
-from test_sampling import CPU, tiny_cfg  # noqa: E402
-
-CAPTION = "a red circle at the top left on a blue background"
+from serving import CAPTION, Gate, httpx, pixels, png_of, serve, wait_until  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def cfg(tmp_path_factory):
-    """A tiny eval config (stages 64 and 128, TRAIN.BATCH_SIZE 2) with random weights, and
-    its YAML file (cfg.FILE) for the command lines."""
-    root = tmp_path_factory.mktemp("serve")
-    make_shapes_dataset(root / "shapes", num_images=18, image_size=32, seed=5)
-    cfg = tiny_cfg(root / "shapes", root / "models")
-    cfg.CONFIG_NAME, cfg.DATASET_NAME = "tiny", "shapes"
-    path = root / "tiny.yml"
-    path.write_text(yaml.safe_dump(json.loads(json.dumps(cfg))))
-    cfg.FILE = str(path)
-    return cfg
-
-
-class LiveServer:
-    """The app under uvicorn in a thread, on a socket bound to a free port of 127.0.0.1."""
-
-    def __init__(self, app):
-        self.app = app
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(30)
-        self.sock.close()
-
-    @property
-    def service(self):
-        return self.app.state.service
-
-
-def serve(cfg, **limits) -> LiveServer:
-    return LiveServer(create_app(Engine(cfg, CPU, cfg.FILE), Settings(**limits)))
+def cfg(serve_cfg):
+    return serve_cfg
 
 
 @pytest.fixture(scope="module")
@@ -101,48 +49,6 @@ def server(cfg):
 def client(server):
     with httpx.Client(base_url=server.url, timeout=30) as c:
         yield c
-
-
-class Gate:
-    """Holds the model thread inside its call until opened: lets a test fill the queue
-    while the model works. ``entered`` is set once a batch is inside."""
-
-    def __init__(self, batcher):
-        self.batcher, self.run = batcher, batcher.run_batch
-        self.entered, self.opened = threading.Event(), threading.Event()
-        self.held = 0  # requests in the held call
-        batcher.run_batch = self
-
-    def __call__(self, parts):
-        self.held = len(parts)
-        self.entered.set()
-        assert self.opened.wait(30), "the test never opened the gate"
-        return self.run(parts)
-
-    def open(self):
-        self.opened.set()
-        self.batcher.run_batch = self.run
-
-
-def pixels(png: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(png)) as im:
-        im.load()
-        return np.asarray(im.convert("RGB"))
-
-
-def png_of(image: dict, client=None) -> bytes:
-    if image["base64"] is not None:
-        return base64.b64decode(image["base64"])
-    response = client.get(image["url"])
-    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
-    return response.content
-
-
-def wait_until(condition, what: str, seconds: float = 30):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 # ---------------------------------------------------------------- the original's routes
@@ -283,8 +189,12 @@ def test_info_and_health(client, cfg):
     assert {c["role"]: (c["path"], c["sha256"]) for c in info["checkpoints"]} == {
         role: (path, hashlib.sha256(open(path, "rb").read()).hexdigest()) for role, path in files.items()
     }
-    health = client.get("/v1/health").json()
-    assert health["status"] == "ok" and health["busy"] is False and health["waiting"] == 0
+    assert client.post("/v1/generate", json={"captions": [CAPTION]}).status_code == 200
+    health = client.get("/v1/health")
+    assert health.status_code == 200 and health.json()["status"] == "ok" and health.json()["problems"] == []
+    batcher = health.json()["batcher"]
+    assert batcher["alive"] is True and batcher["busy"] is False and batcher["waiting"] == 0
+    assert batcher["last_call_error"] is None and 0 <= batcher["last_call_age_s"] < 30
 
 
 def test_openapi_docs_and_the_page_load_nothing_from_elsewhere(client):
@@ -398,8 +308,10 @@ def test_50_concurrent_requests_are_batched_and_equal_to_each_served_alone(serve
     thread.start()
     assert gate.entered.wait(30)
     # the model is held inside its first call: health still answers, and says so
-    wait_until(lambda: client.get("/v1/health").json()["waiting"] == 50 - gate.held, "the requests to queue up")
-    assert client.get("/v1/health").json()["busy"] is True
+    wait_until(
+        lambda: client.get("/v1/health").json()["batcher"]["waiting"] == 50 - gate.held, "the requests to queue up"
+    )
+    assert client.get("/v1/health").json()["batcher"]["busy"] is True
     gate.open()
     thread.join(60)
     responses = results["r"]
@@ -427,7 +339,7 @@ def test_full_queue_is_503_with_retry_after(cfg):
         assert gate.entered.wait(30)  # the first request is in the model: the queue is empty
         queued = threading.Thread(target=lambda: results.update(queued=asyncio.run(post_all(live.url, [body] * 2))))
         queued.start()
-        wait_until(lambda: c.get("/v1/health").json()["waiting"] == 2, "two requests waiting")
+        wait_until(lambda: c.get("/v1/health").json()["batcher"]["waiting"] == 2, "two requests waiting")
         full = c.post("/v1/generate", json=body)
         assert full.status_code == 503 and int(full.headers["retry-after"]) >= 1
         assert full.json()["error"].startswith("the queue is full (2 requests waiting)")
@@ -530,11 +442,12 @@ def test_served_images_stay_bounded(cfg):
     [
         (
             ["--set", "TRAIN.NET_G=nowhere/netG.pth"],
-            r"error \(FileNotFoundError\): checkpoint not found: nowhere/netG.pth",
+            r"error \(CheckpointError\): checkpoint not found: nowhere/netG.pth",
         ),
         (["--set", "GAN.GF_DIM=8"], r"error \(CheckpointError\): .*netG_epoch_3.pth: key .* has shape"),
         (["--set", "TRAIN.NOT_A_KEY=1"], r"error \(ConfigError\): .*NOT_A_KEY"),
-        (["--max-batch", "0"], r"error \(ValueError\): --max-batch must be > 0, got 0"),
+        (["--max-batch", "0"], r"error \(OptionError\): --max-batch must be > 0, got 0"),
+        (["--threads", "0"], r"error \(OptionError\): --threads must be > 0, got 0"),
     ],
 )
 def test_start_up_errors_are_one_line(cfg, capsys, change, message):

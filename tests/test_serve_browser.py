@@ -2,35 +2,54 @@
 Selenium) against a real server: type a caption, draw, wait for every stage's image and
 the word maps, check their labels, the out-of-vocabulary mark and that every image
 decodes; then change one word and check that the new image is the changed caption drawn
-from the same noise. Set ATTNGAN_SCREENSHOT=path to keep a screenshot of the page."""
+from the same noise. Set ATTNGAN_SCREENSHOT=path to keep a screenshot of the page.
+
+Without Chromium, its driver or Selenium the test skips, saying why; under CI=true it
+fails (tests/optional.py), since .ci/run installs them."""
 
 import base64
 import os
 import shutil
+import sys
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[serve]')")
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (test extra) is not installed")
+import optional
+from optional import need
+
+webdriver = need("selenium.webdriver", "the test extra: pip install -e '.[test]'")
 from selenium.common.exceptions import TimeoutException, WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from attngan.serve.app import create_app  # noqa: E402
 from attngan.serve.engine import Engine  # noqa: E402
-from test_serve import CPU, LiveServer, cfg, httpx, pixels  # noqa: E402,F401  (cfg: a fixture)
+from serving import CPU, LiveServer, httpx, pixels  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cfg(serve_cfg):
+    return serve_cfg
+
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and DRIVER), reason="no headless browser: apt-get install chromium chromium-driver (.ci/run does)"
-)
+
+
+def require(available: bool, reason: str) -> None:
+    """Skip for want of the browser, saying ``reason``; under CI=true fail instead."""
+    if not available:
+        if optional.in_ci():
+            pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+
 
 ALL_DECODED = "return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
 
 
-@pytest.fixture(scope="module")
-def browser():
+def start_chromium():
+    """Headless Chromium under Selenium; ``require`` skips (fails under CI=true) without it."""
+    require(bool(CHROMIUM and DRIVER), "no headless browser: apt-get install chromium chromium-driver (.ci/run does)")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in (
@@ -42,11 +61,25 @@ def browser():
     ):
         options.add_argument(arg)
     try:
-        driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
+        return webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
     except WebDriverException as err:
-        pytest.skip(f"chromium did not start: {err.msg}")
+        require(False, f"chromium did not start: {err.msg}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = start_chromium()
     yield driver
     driver.quit()
+
+
+@pytest.mark.parametrize("ci", [True, False])
+def test_without_chromium_the_browser_test_fails_under_ci_and_skips_elsewhere(monkeypatch, ci):
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", None)
+    monkeypatch.setattr(optional, "in_ci", lambda: ci)
+    outcome = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(outcome, match="no headless browser: apt-get install chromium chromium-driver"):
+        start_chromium()
 
 
 def texts(elements) -> list[str]:

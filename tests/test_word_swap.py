@@ -11,7 +11,7 @@ from attngan.data.synthetic import make_shapes_dataset
 from attngan.metrics.localisation import load_objects
 from attngan.metrics.word_swap import swap_variants, word_swap_accuracy
 from attngan.models import build_image_encoder, build_text_encoder
-from test_localisation import ColourText
+from conftest import ColourText
 
 RED_CIRCLE = {"shape": "circle", "color": "red", "box": [0, 0, 4, 4], "words": ["red", "circle"]}
 RED_SQUARE = {"shape": "square", "color": "red", "box": [8, 8, 4, 4], "words": ["red", "square"]}

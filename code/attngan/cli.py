@@ -231,6 +231,7 @@ def sample_main(argv: list[str] | None = None) -> int:
 def eval_main(argv: list[str] | None = None) -> int:
     """``attngan-eval``: score TRAIN.NET_G (or --image_dir) and write metrics.json, report.md
     and figures into --output_dir (default RUN.OUTPUT_DIR/eval/<dataset>_<model>_<time>)."""
+    from .data.manifest import IN_FOLDER
     from .evaluation.folder import MANIFEST
     from .evaluation.published import write_real_images
     from .evaluation.report import scalars
@@ -247,7 +248,10 @@ def eval_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_samples", type=int, default=None, help="images to generate (default EVAL.NUM_SAMPLES)")
     parser.add_argument("--batch_size", type=int, default=None, help="default EVAL.BATCH_SIZE")
     parser.add_argument(
-        "--image_dir", default=None, help=f"score this folder's images (listed in its {MANIFEST}) instead of generating"
+        "--image_dir",
+        default=None,
+        help=f"score this folder's images instead of generating: its {' or '.join(IN_FOLDER)} lists them with "
+        "their captions (docs/captioned_images.md)",
     )
     parser.add_argument(
         "--save_images",

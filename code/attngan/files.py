@@ -1,17 +1,14 @@
-"""Writing files so that an interrupted run never leaves a truncated one behind, and
-reading the JSON Lines manifests of image folders."""
+"""Writing files so that an interrupted run never leaves a truncated one behind."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import BinaryIO, Callable
 
-from .errors import DataError, OutputError
+from .errors import OutputError
 
 
 def write_atomic(
@@ -54,20 +51,3 @@ def sha256_file(path: str | os.PathLike) -> str:
     """The hex sha256 of the file at ``path``."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def json_objects(text: str, source: str | os.PathLike, expected: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    """The JSON object of every non-blank line of ``text`` (JSON Lines read from ``source``)
-    as ``(line number, "<source> line <n>", object)``. A line that is not JSON, or not an
-    object (one with ``expected``, e.g. '"file" and "caption"'), is a ValueError naming it."""
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        where = f"{source} line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{where}: not valid JSON ({err.msg})") from err
-        if not isinstance(record, dict):
-            raise DataError(f"{where}: expected a JSON object with {expected}, got {line.strip()!r}")
-        yield number, where, record

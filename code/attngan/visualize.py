@@ -6,6 +6,7 @@ one row per generator stage of one sample (sampling).
 
 from __future__ import annotations
 
+import io
 from typing import Sequence
 
 import numpy as np
@@ -134,3 +135,10 @@ def stage_attention_figure(
             draw.text((x + 2, y + 1), _fit(word, tile - 4), fill=(0, 0, 0), font=font)
             canvas.paste(Image.fromarray(overlay(shown, maps_np[w])), (x, y + LABEL_HEIGHT))
     return np.asarray(canvas)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """[H,W,3] uint8 -> the PNG file that sampling writes (PIL's defaults)."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,10 +1,10 @@
 """``attngan-make-dataset``: one's own captioned images as a dataset the loaders read, with
 DAMSM, AttnGAN and evaluation configs for it (docs/own_data.md).
 
-In: ``--images DIR`` and ``--captions FILE``, a CSV file with a header row or a JSON Lines
-file (by its suffix: .csv, or .jsonl / .ndjson) whose rows have an ``image`` (a path
-relative to DIR), a ``caption`` and optionally a ``class``; one row a caption, several
-rows an image.
+In: ``--images DIR``, a folder of images with the manifest of their captions
+(docs/captioned_images.md, data/manifest.py): Hugging Face ImageFolder's ``metadata.csv`` or
+``metadata.jsonl`` in DIR, or ``--captions FILE`` elsewhere; one row a caption (or a list of
+captions), several rows an image, optionally a class.
 
 Out (``--out data/NAME``), the COCO-like layout of data/README.md:
 ``images/<key>.jpg`` (key: the image's path without its suffix; RGB, the shorter side
@@ -16,7 +16,7 @@ brought down to what the configs' loaders read, never up), ``text/<key>.txt``,
 
 Rules: an image with more than ``--captions-per-image`` captions keeps the first ones in
 file order; one with fewer repeats its own in order; either is said in a warning.
-Every bad input is a ``DatasetError`` (a ValueError) naming the file, line or value, and
+Every bad input is a ``DatasetError`` (a DataError) naming the file, line or value, and
 nothing is written: the dataset is made in a temporary folder renamed at the end.
 """
 
@@ -41,7 +41,8 @@ from tqdm import tqdm
 from attngan.config import differences, load_config
 from attngan.data.check import scan_dataset
 from attngan.data.datasets import enlarged
-from attngan.data.manifest import DatasetError, Entry, fit_captions, group_rows, read_manifest
+from attngan.data.grouping import Entry, fit_captions, group_rows
+from attngan.data.manifest import DatasetError, find_manifest, read_manifest
 from attngan.data.text import tokenize
 from attngan.data.writing import (
     check_out_dir,
@@ -206,6 +207,22 @@ class Configs:
     files: dict[str, tuple[dict[str, Any], str]]
     damsm_run: Path
     attngan_run: Path
+    notes: list[str]  # what was sized to the dataset, and why: said in the command's output
+
+
+def fit_batch(file: str, recipe_batch: int, splits: dict[str, int], why: str, notes: list[str]) -> int:
+    """The recipe's batch size, or the size of the smallest split in ``splits`` ({name:
+    images}) when that is smaller: a loader drops the last incomplete batch, so a batch
+    larger than its split would never run. A lowered size is said in ``notes`` with ``why``
+    (what reads the split)."""
+    split, size = min(splits.items(), key=lambda item: item[1])
+    if recipe_batch <= size:
+        return recipe_batch
+    notes.append(
+        f"{file}: TRAIN.BATCH_SIZE {size}, not the recipe's {recipe_batch}: {why}, and the {split} split has "
+        f"{size} images" + (" (a larger --test-fraction allows larger batches)" if split == "test" else "")
+    )
+    return size
 
 
 def derive_configs(recipe: Recipe, plan: Plan) -> Configs:
@@ -222,18 +239,36 @@ def derive_configs(recipe: Recipe, plan: Plan) -> Configs:
         "TEXT.CAPTIONS_PER_IMAGE": plan.captions_per_image,
         "AUGMENT.HORIZONTAL_FLIP": plan.flip,
     }
+    notes: list[str] = []
+    train, test = {"training": plan.num_train}, {"test": plan.num_test}
     changes = {
-        recipe.damsm: {"TRAIN.BATCH_SIZE": min(damsm.TRAIN.BATCH_SIZE, plan.num_train, plan.num_test)},
+        recipe.damsm: {
+            "TRAIN.BATCH_SIZE": fit_batch(
+                "damsm.yml",
+                damsm.TRAIN.BATCH_SIZE,
+                {**train, **test},
+                "DAMSM trains on the training split and validates on the test split in whole batches of this size",
+                notes,
+            )
+        },
         recipe.attngan: {
             "TREE.BRANCH_NUM": branches,
             "TRAIN.NET_E": text_encoder,
-            "TRAIN.BATCH_SIZE": min(attngan.TRAIN.BATCH_SIZE, plan.num_train),
+            "TRAIN.BATCH_SIZE": fit_batch(
+                "attngan.yml", attngan.TRAIN.BATCH_SIZE, train, "AttnGAN trains in whole batches", notes
+            ),
         },
         recipe.eval: {
             "TREE.BRANCH_NUM": branches,
             "TRAIN.NET_E": text_encoder,
             "TRAIN.NET_G": str(attngan_run / "Model" / f"netG_epoch_{attngan.TRAIN.MAX_EPOCH}.pth"),
-            "TRAIN.BATCH_SIZE": min(evaluation.TRAIN.BATCH_SIZE, plan.num_test),
+            "TRAIN.BATCH_SIZE": fit_batch(
+                "eval.yml",
+                evaluation.TRAIN.BATCH_SIZE,
+                test,
+                "attngan-sample's validation (B_VALIDATION) draws the test split in whole batches",
+                notes,
+            ),
             # loc and obj need objects.json, which only the generated shapes have.
             "EVAL.METRICS": ",".join(m for m in evaluation.EVAL.METRICS.split(",") if m not in ("loc", "obj")),
             # One pass over the test captions, as the paper's 30,000 on CUB.
@@ -248,7 +283,7 @@ def derive_configs(recipe: Recipe, plan: Plan) -> Configs:
         for dotted, value in {**common, **changes[source]}.items():
             _set(config, dotted, value)
         files[file] = (config, source)
-    return Configs(files, damsm_run, attngan_run)
+    return Configs(files, damsm_run, attngan_run, notes)
 
 
 def write_config(path: Path, config: dict[str, Any], source: str) -> EasyDict:
@@ -270,7 +305,7 @@ def write_config(path: Path, config: dict[str, Any], source: str) -> EasyDict:
 
 def make_dataset(
     images: str | Path,
-    captions: str | Path,
+    captions: str | Path | None,
     out: str | Path,
     *,
     test_fraction: float = 0.1,
@@ -281,15 +316,16 @@ def make_dataset(
     overwrite: bool = False,
     workers: int = 0,
 ) -> dict[str, Any]:
-    """Write the dataset of ``images`` captioned by the manifest ``captions`` to ``out``
-    (see the module docstring); the same inputs and arguments give identical files.
+    """Write the dataset of ``images`` captioned by the manifest ``captions`` (None: the
+    one in ``images``) to ``out`` (see the module docstring); the same inputs and arguments
+    give identical files.
 
     ``image_size``: AttnGAN's largest image, 128 or 256 (default: the recipe's); every
     image's shorter side must be at least that. ``workers`` > 0 decodes images in that
     many threads. Returns a summary: counts, the configs, the data check's line and the
     next commands.
     """
-    images_dir, manifest, out = Path(images), Path(captions), Path(out)
+    images_dir, out = Path(images), Path(out)
     if recipe not in RECIPES:
         raise DatasetError(f"--recipe {recipe!r}: choose from {', '.join(RECIPES)}")
     image_size = RECIPES[recipe].image_size if image_size is None else image_size
@@ -308,7 +344,11 @@ def make_dataset(
             "(CUB_200_2011/ images and boxes); choose a name without it"
         )
     check_out_dir(out, overwrite, DATASET_ENTRIES)
-    entries = group_rows(read_manifest(manifest), images_dir, manifest)
+    manifest = find_manifest(images_dir, "--images") if captions is None else Path(captions)
+    read = read_manifest(manifest)
+    if read.columns.ignored:
+        log.warning("%s: ignoring its columns %s", manifest, ", ".join(read.columns.ignored))
+    entries = group_rows(read, images_dir)
     entries, n = fit_captions(entries, captions_per_image)
     train, test = split_keys([e.key for e in entries], [e.label for e in entries], test_fraction, seed)
     non_ascii = sum(not c.isascii() for e in entries for c in e.captions)
@@ -343,6 +383,8 @@ def make_dataset(
         "words": len(words),
         "image_size": image_size,
         "configs": [str(out / file) for file in configs.files],
+        "manifest": str(manifest),
+        "notes": configs.notes,
         "check": check,
         "next": [
             f"attngan-pretrain-damsm --cfg {out / 'damsm.yml'} --output_dir {configs.damsm_run}",
@@ -431,9 +473,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", required=True, help="folder of the images")
     parser.add_argument(
         "--captions",
-        required=True,
-        help="manifest: .csv with a header row, or .jsonl; fields image (relative to --images), "
-        "caption, optionally class; one row a caption",
+        default=None,
+        help="manifest of the captions, .csv with a header row or .jsonl: columns file_name (or image; the "
+        "path relative to --images), text (or caption), optionally class; one row a caption (default: the "
+        "metadata.csv or metadata.jsonl in --images; docs/captioned_images.md)",
     )
     parser.add_argument("--out", required=True, help="dataset folder to write, e.g. data/mine")
     parser.add_argument("--test-fraction", type=float, default=0.1, help="share of the images in the test split")
@@ -479,8 +522,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"wrote {summary['images']} images ({summary['train']} train, {summary['test']} test), "
         f"{summary['captions_per_image']} captions each, {summary['classes'] or 'no'} classes, "
-        f"{summary['words']} words to {summary['out_dir']}; configs {', '.join(summary['configs'])}"
+        f"{summary['words']} words to {summary['out_dir']} (captions from {summary['manifest']}); "
+        f"configs {', '.join(summary['configs'])}"
     )
+    for note in summary["notes"]:
+        print(f"sized to the dataset: {note}")
     print("next:\n  " + "\n  ".join(summary["next"]))
     return 0
 

@@ -370,7 +370,7 @@ def make_shapes_dataset(
     a batch share their colours and differ in shape only, so a contrastive loss must see
     shapes sooner.
     Written into the sibling folder ``.<name>.partial`` first and moved into place at
-    the end, so a failure leaves an existing dataset untouched. Raises FileExistsError if ``out_dir``
+    the end, so a failure leaves an existing dataset untouched. Raises OutputError if ``out_dir``
     is non-empty and not ``overwrite`` (and always if it holds files of its own).
     Returns a summary: out_dir, num_images, num_train, num_test, image_size,
     num_classes (distinct main-object classes), vocab_size (distinct caption words).

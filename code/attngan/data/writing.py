@@ -18,8 +18,7 @@ from typing import TypeVar
 from PIL import Image
 
 from attngan.data.pickles import save_pickle
-
-from ..errors import OutputError, user_path
+from attngan.errors import OutputError, user_path
 
 T = TypeVar("T")
 

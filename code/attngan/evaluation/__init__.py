@@ -2,7 +2,7 @@
 
 Images come either from a generator (the paper's protocol: every test image with each of
 its captions in turn, cycled until EVAL.NUM_SAMPLES images, noise from EVAL.SEED) or from
-a folder of images with a ``captions.jsonl`` manifest (any model's images). They stream in
+a folder of images with a manifest of their captions (any model's images). They stream in
 batches through the requested metrics, none of which keeps the images:
 
 - ``rp``: R-precision with the DAMSM encoders of TRAIN.NET_E (metrics/r_precision.py);
@@ -15,7 +15,7 @@ Every image is quantised to uint8 as it would be written to a PNG before it is s
 that scoring a folder written with ``save_images`` gives the same numbers as scoring the
 generator directly.
 
-Modules: captions (the protocol's images), folder (captions.jsonl folders), networks,
+Modules: captions (the protocol's images), folder (image folders), networks,
 scoring (the stream through the metrics), report (report.md, figures, scalars), run
 (``evaluate``), periodic (the evaluation during training).
 """

@@ -15,8 +15,8 @@ from ..data.datasets import TextDataset
 from ..data.text import pad_or_sample
 from ..distributed import SINGLE, World, gather_to_main
 from ..errors import DataError
+from ..generation import draw_noise, encode_captions
 from ..models import text_features
-from ..sampling import draw_noise, encode_captions
 from ..visualize import quantise
 
 

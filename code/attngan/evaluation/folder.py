@@ -1,9 +1,9 @@
-"""A folder of images with its ``captions.jsonl`` manifest: read back and scored
-(``--image_dir``), or written while generating (``--save_images``)."""
+"""A folder of images with the manifest of their captions (data/manifest.py, the one
+attngan-make-dataset reads): read back and scored (``--image_dir``), or written while
+generating (``--save_images``: Hugging Face ImageFolder's ``metadata.jsonl``)."""
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,17 +14,12 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from ..errors import DataError
-from ..files import json_objects, write_atomic
+from ..data.manifest import DatasetError, find_manifest, image_path, read_manifest
+from ..files import write_atomic
+from ..visualize import png_bytes
 from .captions import Batch, EvalCaptions, encode, inverse, sample_rows
 
-MANIFEST = "captions.jsonl"
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
+MANIFEST = "metadata.jsonl"  # what --save_images writes: Hugging Face ImageFolder's
 
 
 @dataclass
@@ -35,43 +30,39 @@ class ManifestEntry:
     line: int
 
 
-def read_manifest(image_dir: str | Path) -> list[ManifestEntry]:
-    """The entries of ``image_dir/captions.jsonl``: one JSON object a line with "file" (a
-    path relative to the folder), "caption" and optionally "class_id" (an int); other
-    fields are ignored. Every line and every image's existence is checked up front; an
-    error names the manifest, the line and the file."""
+@dataclass
+class ImageFolder:
+    """A folder of images to score: its manifest file and one entry an image, in its order."""
+
+    manifest: Path
+    entries: list[ManifestEntry]
+
+
+def read_folder(image_dir: str | Path) -> ImageFolder:
+    """The images of ``image_dir`` and their captions, from the manifest in it
+    (docs/captioned_images.md: ``metadata.csv``, ``metadata.jsonl`` or ``captions.jsonl``):
+    one row an image, one caption a row, the class column (optional) the test split's class
+    id. Every row and every image's existence is checked up front; a DatasetError names the
+    manifest, the line and the file."""
     image_dir = Path(image_dir)
-    if not image_dir.is_dir():
-        raise DataError(f"image folder not found: {image_dir}")
-    manifest = image_dir / MANIFEST
-    if not manifest.is_file():
-        raise DataError(
-            f"{manifest} not found: a folder of images to score needs a manifest, one JSON "
-            'object a line: {"file": "0001.png", "caption": "...", "class_id": 3} '
-            "(class_id optional), see docs/evaluation.md"
-        )
-    entries = [
-        _manifest_entry(image_dir, where, number, record)
-        for number, where, record in json_objects(
-            manifest.read_text(encoding="utf-8"), manifest, '"file" and "caption"'
-        )
-    ]
-    if not entries:
-        raise DataError(f"{manifest} lists no image")
-    return entries
-
-
-def _manifest_entry(image_dir: Path, where: str, number: int, record: dict) -> ManifestEntry:
-    for key in ("file", "caption"):
-        if not isinstance(record.get(key), str):
-            raise DataError(f'{where}: "{key}" must be a string, got {record.get(key)!r}')
-    class_id = record.get("class_id", -1)
-    if not isinstance(class_id, int) or isinstance(class_id, bool):
-        raise DataError(f'{where}: "class_id" must be an integer, got {class_id!r}')
-    path = image_dir / record["file"]
-    if not path.is_file():
-        raise DataError(f"{where}: image not found: {path}")
-    return ManifestEntry(path, record["caption"], class_id, number)
+    manifest = read_manifest(find_manifest(image_dir, "--image_dir"))
+    entries = []
+    for row in manifest.rows:
+        where = manifest.where(row)
+        if len(row.captions) != 1:
+            raise DatasetError(
+                f'{where}: "{manifest.columns.text}" holds {len(row.captions)} captions; an image to score '
+                "has the one it was generated from"
+            )
+        try:
+            class_id = int(row.label) if row.label else -1
+        except ValueError:
+            raise DatasetError(
+                f'{where}: "{manifest.columns.label}" must be an integer (the class id of the caption\'s test '
+                f"image), got {row.label!r}"
+            ) from None
+        entries.append(ManifestEntry(image_path(image_dir, row.file, where)[1], row.captions[0], class_id, row.line))
+    return ImageFolder(manifest.path, entries)
 
 
 def _read_image(entry: ManifestEntry, manifest: Path) -> np.ndarray:
@@ -79,7 +70,7 @@ def _read_image(entry: ManifestEntry, manifest: Path) -> np.ndarray:
         with Image.open(entry.path) as img:
             return np.asarray(img.convert("RGB"))
     except OSError as err:
-        raise DataError(f"{manifest} line {entry.line}: cannot read image {entry.path}: {err}") from err
+        raise DatasetError(f"{manifest} line {entry.line}: cannot read image {entry.path}: {err}") from err
 
 
 def folder_batches(
@@ -102,7 +93,7 @@ def folder_batches(
             image = _read_image(entry, manifest)
             size = size or image.shape
             if image.shape != size:
-                raise DataError(
+                raise DatasetError(
                     f"{manifest} line {entry.line}: {entry.path} is {image.shape[1]}x{image.shape[0]} "
                     f"but the first image is {size[1]}x{size[0]}; every image must have the same size"
                 )
@@ -121,7 +112,9 @@ def folder_batches(
 
 class ImageSaver:
     """``--save_images``: every scored image as ``images/<index>.png`` and the manifest
-    ``images/captions.jsonl`` (written last), which ``--image_dir`` reads back."""
+    ``images/metadata.jsonl`` (written last; ``file_name``, ``text``, ``class_id``, and the
+    test image's ``key`` and ``caption_index``), which ``--image_dir`` reads back and
+    Hugging Face's ``load_dataset("imagefolder")`` reads too."""
 
     def __init__(self, folder: Path, captions: EvalCaptions | None):
         self.folder, self.captions, self.lines = folder, captions, []
@@ -131,7 +124,7 @@ class ImageSaver:
             index = batch.start + j
             name = f"{index:06d}.png"
             write_atomic(self.folder / name, png_bytes(pixels))
-            record = {"file": name, "caption": batch.texts[j], "class_id": int(batch.classes[j])}
+            record = {"file_name": name, "text": batch.texts[j], "class_id": int(batch.classes[j])}
             if self.captions is not None:
                 row = int(sample_rows(index, index + 1, len(self.captions))[0])
                 record.update(key=self.captions.keys[row], caption_index=row % self.captions.captions_per_image)

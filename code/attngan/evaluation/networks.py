@@ -13,8 +13,8 @@ from easydict import EasyDict
 
 from ..checkpoint import image_encoder_path, load_weights
 from ..config import ConfigError
+from ..generation import load_models
 from ..models import build_image_encoder, build_text_encoder
-from ..sampling import load_models
 
 log = logging.getLogger(__name__)
 

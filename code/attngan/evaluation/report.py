@@ -11,9 +11,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..files import write_atomic
-from ..visualize import stage_attention_figure
+from ..visualize import png_bytes, stage_attention_figure
 from .captions import Batch
-from .folder import png_bytes
 
 GRID_SIZE = 16  # images in samples.png
 ATTENTION_FIGURES = 4  # captions with an attention figure

@@ -26,7 +26,7 @@ from ..metrics.object_match import ObjectJudge, ObjectTally
 from ..runtime import eval_mode, forked_rng
 from . import published  # noqa: F401 (registers is_cub, fid_dmgan, clip_rp and clip_score)
 from .captions import generated_batches, load_eval_captions
-from .folder import MANIFEST, folder_batches, read_manifest
+from .folder import folder_batches, read_folder
 from .networks import load_networks
 from .registry import REGISTRY, MetricContext
 from .report import Showcase, report_markdown
@@ -38,7 +38,7 @@ METRICS = ("rp", "is", "fid", "loc", "obj", *REGISTRY)
 
 
 def parse_metrics(text: str | Iterable[str]) -> set[str]:
-    """``"rp,is"`` (or an iterable of names) -> {"rp", "is"}; an unknown name is a ValueError."""
+    """``"rp,is"`` (or an iterable of names) -> {"rp", "is"}; an unknown name is an OptionError."""
     names = [n.strip().lower() for n in (text.split(",") if isinstance(text, str) else text)]
     names = [n for n in names if n]
     unknown = sorted(set(names) - set(METRICS))
@@ -67,7 +67,7 @@ def evaluate(
     world: World = SINGLE,
 ) -> dict[str, Any]:
     """Score a generator (or, with ``image_dir`` / EVAL.IMAGE_DIR, a folder of images with
-    its ``captions.jsonl``) on ``metrics`` (names in METRICS); writes ``metrics.json``,
+    its manifest, data/manifest.py) on ``metrics`` (names in METRICS); writes ``metrics.json``,
     ``report.md``, ``samples.png`` and attention figures (and, with ``save_images``,
     every image under ``images/``) into ``out_dir`` and returns the content of metrics.json.
 
@@ -97,8 +97,8 @@ def evaluate(
         )
     if image_dir is not None and save_images:
         raise OptionError("save_images keeps generated images; the images of an image folder are on disk already")
-    entries = read_manifest(image_dir) if image_dir is not None else None
-    num_samples = len(entries) if entries is not None else num_samples
+    folder = read_folder(image_dir) if image_dir is not None else None
+    num_samples = len(folder.entries) if folder is not None else num_samples
     if metrics & {"rp", "is", "clip_rp"} and num_samples < cfg.EVAL.SPLITS:
         raise OptionError(
             f"{num_samples} images for {cfg.EVAL.SPLITS} splits (EVAL.SPLITS): R-precision and the "
@@ -107,14 +107,14 @@ def evaluate(
     with forked_rng(device), torch.no_grad():
         dataset = build_dataset(cfg, "test")
         captions = load_eval_captions(dataset, seed)
-        nets = load_networks(cfg, dataset.n_words, device, metrics, entries is None, net_g, text_encoder, image_encoder)
-        num_captions = len(captions) if entries is None else num_samples
+        nets = load_networks(cfg, dataset.n_words, device, metrics, folder is None, net_g, text_encoder, image_encoder)
+        num_captions = len(captions) if folder is None else num_samples
 
         def image_batches():
             """The images to score, lazily (draws start at the first batch)."""
-            if entries is not None:
+            if folder is not None:
                 return folder_batches(
-                    entries, Path(image_dir) / MANIFEST, nets.text_encoder, dataset.wordtoix, device, batch_size
+                    folder.entries, folder.manifest, nets.text_encoder, dataset.wordtoix, device, batch_size
                 )
             figures = Showcase(num_samples, num_captions).figure_at
             return generated_batches(
@@ -131,7 +131,7 @@ def evaluate(
             )
 
         if not world.is_main:
-            if entries is None:  # this process's share of the generation, sent to rank 0
+            if folder is None:  # this process's share of the generation, sent to rank 0
                 with eval_mode(nets.net_g, nets.text_encoder):
                     torch.manual_seed(seed)
                     for _ in image_batches():
@@ -166,7 +166,7 @@ def evaluate(
                 nets.image_encoder,
                 quality,
                 out_dir / "images" if save_images else None,
-                captions if entries is None else None,
+                captions if folder is None else None,
                 objects,
                 registered,
             )

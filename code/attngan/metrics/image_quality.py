@@ -100,7 +100,7 @@ def inception_score_from_probs(probs: torch.Tensor, splits: int = 10) -> tuple[f
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
+def uint8_images(images: torch.Tensor) -> torch.Tensor:
     """Generator output in [-1, 1] -> uint8 pixels, uint8((x + 1) * 127.5) truncated as the
     original wrote its PNGs; uint8 input passes through."""
     if images.dim() != 4 or images.shape[1] != 3:
@@ -148,7 +148,7 @@ class ImageQuality:
 
     @torch.no_grad()
     def _features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.network(to_uint8(images).to(self.device))
+        return self.network(uint8_images(images).to(self.device))
 
     def _fid_metric(self, num_features: int) -> FrechetInceptionDistance:
         if "fid" not in self.metrics:

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 
 from attngan.data.datasets import TextDataset, centre_view, get_imgs
 from attngan.data.text import pad_or_sample
+from attngan.generation import encode_captions
 from attngan.models import text_features
 from attngan.runtime import eval_mode
-from attngan.sampling import encode_captions
 
 from .localisation import words_naming_objects
 

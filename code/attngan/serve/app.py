@@ -2,8 +2,9 @@
 ``/images/``, and the web page at ``/``.
 
 Every bad request is a 4xx whose JSON body names the field and what was expected
-(``{"error": ..., "field": ...}``); a full queue is 503 with Retry-After; a request that
-runs past the timeout is 504 and is taken out of the queue.
+(``{"error": ..., "field": ...}``); a body too large is 413 and one too slow 408 (serve/body.py);
+a full queue is 503 with Retry-After; a request that runs past the timeout is 504 and is
+taken out of the queue. ``/v1/health`` is 503 when the batcher is not working.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
+from ..errors import CaptionError
 from . import render
-from .batching import MicroBatcher, QueueFull
+from .batching import BatcherStopped, CallFailed, MicroBatcher, QueueFull
+from .body import BodyError, BodyGuard
 from .engine import Caption, Drawn, Engine, Rows
 from .schemas import MAX_SEED, BirdRequest, BirdResponse, BirdsResponse, ErrorOut, GenerateRequest, GenerateResponse
 from .settings import Settings
@@ -55,6 +58,11 @@ def _field(loc: tuple) -> str:
     return name or "body"
 
 
+def clip(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters: what a client sent is echoed, never at length."""
+    return text[:limit] + "..." if len(text) > limit else text
+
+
 def describe(error: dict[str, Any], fields: list[str], example: str) -> tuple[str, str]:
     """(field, one-line message) of a pydantic/FastAPI validation error; ``fields``: the
     body's fields, ``example``: a good body."""
@@ -74,27 +82,11 @@ def describe(error: dict[str, Any], fields: list[str], example: str) -> tuple[st
         return field, "required"
     if kind == "extra_forbidden":
         return field, f"unknown field; expected one of {', '.join(fields)}"
-    shown = repr(error.get("input"))
-    return field, f"{error.get('msg', 'invalid')} (got {shown[:60] + '...' if len(shown) > 60 else shown})"
+    return field, f"{error.get('msg', 'invalid')} (got {clip(repr(error.get('input')))})"
 
 
 def error_response(status: int, message: str, field: str | None = None, headers: dict | None = None) -> JSONResponse:
     return JSONResponse(ErrorOut(error=message, field=field).model_dump(), status_code=status, headers=headers)
-
-
-class BodyLimit:
-    """ASGI middleware: a request declaring a body over ``max_bytes`` gets 413 unread."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length", b"")
-            if length.isdigit() and int(length) > self.max_bytes:
-                response = error_response(413, f"body: {int(length)} bytes; at most {self.max_bytes}", "body")
-                return await response(scope, receive, send)
-        await self.app(scope, receive, send)
 
 
 class Service:
@@ -130,7 +122,7 @@ class Service:
                 raise RequestError(where, f"{len(text)} characters; at most {s.max_caption_chars}")
             try:
                 checked.append(self.engine.caption(text, where))
-            except ValueError as err:
+            except CaptionError as err:
                 raise RequestError(where, str(err).removeprefix(f"{where}: ")) from None
         return checked
 
@@ -168,6 +160,25 @@ class Service:
             return await asyncio.get_running_loop().run_in_executor(self.render_pool, then, drawn, seed)
 
         return await self.within_timeout(work())
+
+    def problems(self, batcher: dict[str, Any]) -> list[str]:
+        """What keeps the batcher from serving, from its ``state()``; none when it works."""
+        stall = self.settings.health_stall_s
+        problems = []
+        if not batcher["alive"]:
+            problems.append(batcher["stopped"])
+        if batcher["last_call_error"] is not None:
+            problems.append(f"the last generator call failed: {batcher['last_call_error']}")
+        if (batcher["call_running_s"] or 0) > stall:
+            problems.append(
+                f"a generator call has run for {batcher['call_running_s']:.0f} s (attngan-serve --health-stall-s {stall:g})"
+            )
+        elif not batcher["busy"] and (batcher["oldest_waiting_s"] or 0) > stall:
+            problems.append(
+                f"a request has waited {batcher['oldest_waiting_s']:.0f} s with no generator call running "
+                f"(attngan-serve --health-stall-s {stall:g})"
+            )
+        return problems
 
     def info(self) -> dict[str, Any]:
         e, cfg = self.engine, self.engine.cfg
@@ -215,7 +226,11 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPIOffli
     )
     app.state.service = service
 
-    app.add_middleware(BodyLimit, max_bytes=service.settings.max_body_bytes)
+    app.add_middleware(BodyGuard, max_bytes=service.settings.max_body_bytes, timeout_s=service.settings.body_timeout_s)
+
+    @app.exception_handler(BodyError)
+    async def body_error(request: Request, exc: BodyError):
+        return error_response(exc.status_code, exc.detail, "body", headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -241,10 +256,20 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPIOffli
             headers={"Retry-After": str(exc.retry_after)},
         )
 
+    @app.exception_handler(CallFailed)
+    async def call_failed(request: Request, exc: CallFailed):
+        return error_response(500, f"the generator call failed ({exc}); the server's log has its traceback")
+
+    @app.exception_handler(BatcherStopped)
+    async def batcher_stopped(request: Request, exc: BatcherStopped):
+        return error_response(503, f"the generator is not serving: {exc}; restart attngan-serve")
+
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         return error_response(
-            exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", headers=getattr(exc, "headers", None)
+            exc.status_code,
+            f"{request.method} {clip(request.url.path)}: {exc.detail}",
+            headers=getattr(exc, "headers", None),
         )
 
     errors = {422: {"model": ErrorOut}, 503: {"model": ErrorOut}, 504: {"model": ErrorOut}}
@@ -327,23 +352,28 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPIOffli
         if png is None:
             return error_response(
                 404,
-                f"image {name!r} is not (or no longer) in the store; the store keeps the "
+                f"image {clip(repr(name))} is not (or no longer) in the store; the store keeps the "
                 f"last {service.settings.store_images} images",
                 "name",
             )
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
-    @app.get("/v1/health", tags=["v1"])
-    async def health() -> dict:
-        """Answers while the model works: whether it is busy, the queue, batching counters and the store."""
-        b = service.batcher
-        return {
-            "status": "ok",
-            "busy": b.busy,
-            "waiting": b.waiting,
-            "batching": b.stats.as_dict(),
+    @app.get("/v1/health", tags=["v1"], responses={503: {"description": "the batcher is not working"}})
+    async def health() -> JSONResponse:
+        """Answers while the model works. 200 while the batcher works, 503 with ``problems``
+        when its loop has stopped, when its last generator call failed, or when a call (or a
+        request waiting with no call running) is older than ``--health-stall-s``: the
+        container's HEALTHCHECK. Also the queue, the batching counters and the store."""
+        batcher = service.batcher.state()
+        problems = service.problems(batcher)
+        body = {
+            "status": "failing" if problems else "ok",
+            "problems": problems,
+            "batcher": batcher,
+            "batching": service.batcher.stats.as_dict(),
             "store": service.store.stats(),
         }
+        return JSONResponse(body, status_code=503 if problems else 200)
 
     @app.get("/v1/info", tags=["v1"])
     async def info() -> dict:

@@ -5,6 +5,8 @@ or the oldest has waited ``max_wait_s``; it takes whole requests, oldest first, 
 rows fit. The model runs on one thread of its own, off the event loop, so the server
 answers other routes meanwhile; requests arriving during a call form the next batch.
 A request whose caller stopped waiting (a timeout) is dropped from the queue and never run.
+``state()`` says whether the loop is alive, how long the current call has run and how the
+last one went: what ``/v1/health`` reports.
 """
 
 from __future__ import annotations
@@ -22,6 +24,16 @@ log = logging.getLogger(__name__)
 
 P = TypeVar("P")
 R = TypeVar("R")
+
+
+class BatcherStopped(Exception):
+    """The batching loop has ended (a bug in it, or the server is stopping): nothing queued
+    will run, so requests are refused at once rather than left to time out."""
+
+
+class CallFailed(Exception):
+    """The model call of a request's batch raised (a programming error or a broken device;
+    its traceback is in the log): what each request of that batch gets."""
 
 
 class QueueFull(Exception):
@@ -51,6 +63,7 @@ class BatchStats:
     largest_batch: int = 0
     rejected: int = 0
     cancelled: int = 0
+    failed: int = 0  # model calls that raised (each of their requests got the error)
     seconds_per_batch: float = 0.0  # moving average of the model calls' durations
 
     def as_dict(self) -> dict[str, Any]:
@@ -73,11 +86,56 @@ class MicroBatcher(Generic[P, R]):
         self._arrival = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attngan-model")
         self._task: asyncio.Task | None = None
-        self.busy = False
+        self._call_started: float | None = None  # monotonic start of the call running now
+        self._last_call: tuple[float, str | None] | None = None  # (its end, its error or None)
         self.stats = BatchStats()
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._task.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Task) -> None:
+        """A loop that ended on an error fails every request still waiting (they would
+        otherwise wait for their timeout) and is logged; health reports it."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the batching loop stopped", exc_info=task.exception())
+        for p in self._queue:
+            if not p.future.done():
+                p.future.set_exception(BatcherStopped(self.stopped_reason()))
+        self._queue.clear()
+
+    @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def busy(self) -> bool:
+        return self._call_started is not None
+
+    def stopped_reason(self) -> str:
+        if self._task is None:
+            return "the batching loop was never started"
+        if self._task.cancelled() or self._task.exception() is None:
+            return "the batching loop was stopped"
+        err = self._task.exception()
+        return f"the batching loop stopped on {type(err).__name__}: {err}"
+
+    def state(self) -> dict[str, Any]:
+        """The loop's health now: alive (and why not), the running call's age, the last
+        call's age and outcome, the queue."""
+        now = time.monotonic()
+        waiting = [p for p in self._queue if not p.future.done()]
+        return {
+            "alive": self.alive,
+            "stopped": None if self.alive else self.stopped_reason(),
+            "busy": self.busy,
+            "call_running_s": None if self._call_started is None else round(now - self._call_started, 3),
+            "last_call_age_s": None if self._last_call is None else round(now - self._last_call[0], 3),
+            "last_call_error": None if self._last_call is None else self._last_call[1],
+            "waiting": len(waiting),
+            "oldest_waiting_s": round(now - waiting[0].arrived, 3) if waiting else None,
+            "max_queue": self.max_queue,
+        }
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -99,8 +157,11 @@ class MicroBatcher(Generic[P, R]):
         return max(1, math.ceil((rows / self.max_batch + 1) * per_batch))
 
     async def submit(self, payload: P, rows: int) -> R:
-        """The result of ``payload``, after its batch ran; QueueFull when the queue is full.
-        Cancelling the caller (e.g. asyncio.timeout) takes the payload out of the queue."""
+        """The result of ``payload``, after its batch ran; QueueFull when the queue is full,
+        BatcherStopped when the loop has ended. Cancelling the caller (e.g. asyncio.timeout)
+        takes the payload out of the queue."""
+        if not self.alive:
+            raise BatcherStopped(self.stopped_reason())
         if self.waiting >= self.max_queue:
             self.stats.rejected += 1
             raise QueueFull(self.waiting, self.retry_after())
@@ -147,19 +208,23 @@ class MicroBatcher(Generic[P, R]):
             if not batch:
                 continue
             rows = sum(p.rows for p in batch)
-            self.busy = True
-            start = time.monotonic()
+            start = self._call_started = time.monotonic()
             try:
                 results = await loop.run_in_executor(self._executor, self.run_batch, [p.payload for p in batch])
-            except Exception as err:  # a programming error: every request of the batch gets it
+                if len(results) != len(batch):
+                    raise RuntimeError(f"the model call gave {len(results)} results for {len(batch)} requests")
+            except Exception as err:  # a programming error: logged, and every request of the batch fails
                 log.exception("model call failed on a batch of %d rows", rows)
+                self.stats.failed += 1
+                self._last_call = (time.monotonic(), f"{type(err).__name__}: {err}")
                 for p in batch:
                     if not p.future.done():
-                        p.future.set_exception(err)
+                        p.future.set_exception(CallFailed(self._last_call[1]))
                 continue
             finally:
-                self.busy = False
+                self._call_started = None
             took = time.monotonic() - start
+            self._last_call = (time.monotonic(), None)
             s = self.stats
             s.batches, s.rows, s.requests = s.batches + 1, s.rows + rows, s.requests + len(batch)
             s.largest_batch = max(s.largest_batch, rows)

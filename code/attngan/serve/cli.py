@@ -10,6 +10,7 @@ from dataclasses import fields
 import torch
 
 from ..cli import USER_ERRORS, base_parser, report, setup
+from ..errors import OptionError
 from .settings import Settings
 
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         settings.check()
         if args.threads is not None and args.threads < 1:
-            raise ValueError(f"--threads must be > 0, got {args.threads}")
+            raise OptionError(f"--threads must be > 0, got {args.threads}")
         cfg, device, _ = setup(args)
         if args.max_batch is None and device.type == "cpu":
             settings.max_batch = CPU_MAX_BATCH

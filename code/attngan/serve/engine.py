@@ -15,16 +15,8 @@ from easydict import EasyDict
 
 from ..data.text import load_text_data, tokenize
 from ..files import sha256_file
-from ..sampling import (
-    batch_of,
-    caption_noise,
-    caption_words,
-    generate,
-    load_models,
-    read_caption_file,
-    read_example_list,
-    stage_image,
-)
+from ..generation import batch_of, caption_noise, caption_words, generate, load_models, stage_image
+from ..sampling import read_caption_file, read_example_list
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +111,7 @@ class Engine:
 
     def caption(self, text: str, where: str) -> Caption:
         """``text`` checked and encoded as ``attngan-sample --caption``; a caption without any
-        known word is a ValueError starting with ``where``."""
+        known word is a CaptionError starting with ``where``."""
         kept, dropped = caption_words(text, self.wordtoix, where)
         return Caption(text, tokenize(text), kept, dropped, [self.wordtoix[w] for w in kept])
 

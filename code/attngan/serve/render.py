@@ -9,8 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..sampling import png_bytes
-from ..visualize import overlay, stage_attention_figure, to_uint8
+from ..visualize import overlay, png_bytes, stage_attention_figure, to_uint8
 from .engine import Caption, Drawn, Engine
 from .schemas import ImageOut, Sample, StageAttention, WordMap
 from .store import ImageStore

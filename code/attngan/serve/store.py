@@ -1,10 +1,16 @@
-"""The images served under ``/images/``: in memory, bounded in count and bytes, oldest out."""
+"""The images served under ``/images/``: in memory, bounded in count and bytes, oldest out.
+Nothing is read from disk, and a name is looked up only if it has the form the store gives
+(``<24 hex digits>.png``)."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 from collections import OrderedDict
+
+NAME_BYTES = 12  # random bytes of a name, written as hex
+NAME = re.compile(rf"[0-9a-f]{{{2 * NAME_BYTES}}}\.png")
 
 
 class ImageStore:
@@ -27,7 +33,7 @@ class ImageStore:
         store is a ValueError."""
         if len(png) > self.max_bytes:
             raise ValueError(f"an image of {len(png)} bytes does not fit an image store of {self.max_bytes} bytes")
-        name = f"{secrets.token_hex(12)}.png"
+        name = f"{secrets.token_hex(NAME_BYTES)}.png"
         with self._lock:
             self._items[name] = png
             self._bytes += len(png)
@@ -38,6 +44,9 @@ class ImageStore:
         return name
 
     def get(self, name: str) -> bytes | None:
+        """The PNG named ``name``; None if it is not (or no longer) here or not a store name."""
+        if not NAME.fullmatch(name):
+            return None
         with self._lock:
             return self._items.get(name)
 
