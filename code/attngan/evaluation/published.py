@@ -82,9 +82,9 @@ def generated_size(cfg: EasyDict) -> int:
 
 def write_real_images(cfg: EasyDict, folder: Path, batch_size: int) -> Path:
     """``attngan-eval --real``: every test image once (the centre view at G's size, birds
-    cropped to their box) with its first caption and class, written as an image folder
-    (``captions.jsonl``) that the evaluation then scores like a model's: the ceiling to set
-    beside a model (TISE's real-image rows). Returns the folder."""
+    cropped to their box) with its first caption and class, written as an image folder with
+    its manifest, which the evaluation then scores like a model's: the ceiling to set beside
+    a model (TISE's real-image rows). Returns the folder."""
     dataset = build_dataset(cfg, "test")
     captions = load_eval_captions(dataset, cfg.EVAL.SEED)
     saver, start = ImageSaver(folder, None), 0
