@@ -130,10 +130,20 @@ def test_accumulator_inception_score_and_float_input():
     for batch in images.split(16):
         quality.update_fake(batch)
     result = quality.compute()
-    assert set(result) == {"inception_score_mean", "inception_score_std"}
-    expected = inception_score_from_probs(extractor(uint8_images(images))[1].double().softmax(1), splits=4)
+    assert set(result) == {
+        "inception_score_mean",
+        "inception_score_std",
+        "inception_score_star_mean",
+        "inception_score_star_std",
+    }
+    logits = extractor(uint8_images(images))[1].double()
+    expected = inception_score_from_probs(logits.softmax(1), splits=4)
     assert (result["inception_score_mean"], result["inception_score_std"]) == pytest.approx(expected)
     assert 1.0 < result["inception_score_mean"] < 5.0
+    # TISE's IS* (COCO): the logits divided by its temperature 0.9091363549232483, a sharper softmax
+    star = inception_score_from_probs((logits / 0.9091363549232483).softmax(1), splits=4)
+    assert (result["inception_score_star_mean"], result["inception_score_star_std"]) == pytest.approx(star)
+    assert result["inception_score_star_mean"] > result["inception_score_mean"]
 
 
 def test_unknown_metric_is_refused():

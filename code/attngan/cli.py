@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import distributed
 from .config import apply_overrides, check_values, load_config, record_config
-from .errors import USER_ERRORS, CommandParser, lower_on_oom, report
+from .errors import USER_ERRORS, CommandParser, OptionError, lower_on_oom, report
 from .run_folder import output_folder
 from .runtime import RUN_SUBFOLDERS, run_path, seed_everything, select_device
 from .speed import set_tf32
@@ -233,6 +233,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     and figures into --output_dir (default RUN.OUTPUT_DIR/eval/<dataset>_<model>_<time>)."""
     from .data.manifest import IN_FOLDER
     from .evaluation.folder import MANIFEST
+    from .evaluation.published import write_real_images
     from .evaluation.report import scalars
     from .evaluation.run import METRICS, default_out_dir, evaluate, parse_metrics
 
@@ -257,6 +258,12 @@ def eval_main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"keep every generated image in <output_dir>/images with a {MANIFEST}",
     )
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        help="score the test images themselves (each once, with its first caption; written to "
+        "<output_dir>/real_images) with the same metrics: the ceiling beside a model",
+    )
     args = parser.parse_args(argv)
     try:
         if args.metrics is not None:
@@ -264,13 +271,19 @@ def eval_main(argv: list[str] | None = None) -> int:
         cfg, device, _ = setup(args)
         world = distributed.current()
         image_dir = args.image_dir or cfg.EVAL.IMAGE_DIR or None
-        out_dir = Path(args.output_dir) if args.output_dir else default_out_dir(cfg, image_dir)
+        if args.real and (image_dir or args.save_images or world.parallel):
+            raise OptionError(
+                "--real scores the test images on one process: not with --image_dir, --save_images or torchrun"
+            )
+        out_dir = Path(args.output_dir) if args.output_dir else default_out_dir(cfg, "real" if args.real else image_dir)
         out_dir = Path(distributed.broadcast(str(out_dir), world))  # rank 0's time stamp
         batch_size = args.batch_size or cfg.EVAL.BATCH_SIZE
         with (
             output_folder(out_dir, active=world.is_main),
             lower_on_oom("--batch_size" if args.batch_size else "EVAL.BATCH_SIZE", batch_size),
         ):
+            if args.real:
+                image_dir = write_real_images(cfg, out_dir / "real_images", batch_size)
             summary = evaluate(
                 cfg,
                 device,
@@ -298,4 +311,40 @@ def eval_main(argv: list[str] | None = None) -> int:
             }
         )
     )
+    return 0
+
+
+def fid_stats_main(argv: list[str] | None = None) -> int:
+    """``attngan-fid-stats``: the real test images' statistics for fid_dmgan, saved in
+    DM-GAN's .npz format (mu, sigma) for EVAL.FID_DMGAN_STATS."""
+    from .evaluation.published import generated_size, save_dmgan_statistics
+
+    parser = base_parser(
+        "Compute fid_dmgan's reference statistics (DM-GAN's 'Pytorch FID' steps) from the test split of "
+        "DATA_DIR and save them as an .npz with mu and sigma, the format of DM-GAN's bird_val.npz.",
+        "cfg/eval_bird.yml",
+    )
+    parser.add_argument("--out", required=True, help="the .npz to write, e.g. data/birds/fid_dmgan_test256.npz")
+    parser.add_argument(
+        "--size", type=int, default=None, help="px of the test images (default: G's last stage, 256 for AttnGAN2)"
+    )
+    parser.add_argument(
+        "--pad_to",
+        type=int,
+        default=None,
+        help="pad the test images to this many views with flips and shifts, as DF-GAN did for CUB "
+        "(e.g. 30000; default EVAL.FID_DMGAN_REAL_IMAGES, 0 = each image once)",
+    )
+    parser.add_argument("--batch_size", type=int, default=None, help="default EVAL.BATCH_SIZE")
+    args = parser.parse_args(argv)
+    try:
+        cfg, device, _ = setup(args)
+        if args.pad_to is not None:
+            cfg.EVAL.FID_DMGAN_REAL_IMAGES = args.pad_to
+        size = args.size or generated_size(cfg)
+        seed = cfg.EVAL.SEED if args.manualSeed is None else args.manualSeed
+        summary = save_dmgan_statistics(cfg, device, args.out, size, args.batch_size or cfg.EVAL.BATCH_SIZE, seed)
+    except USER_ERRORS as err:
+        return report(err)
+    print(json.dumps(summary))
     return 0

@@ -94,7 +94,8 @@ _DEFAULTS: dict[str, Any] = {
     "EVAL": {
         # Metrics to compute, comma-separated: rp (R-precision), is, fid, loc (attention
         # localisation) and obj (object match: colour and shape), the last two for datasets
-        # with objects.json.
+        # with objects.json; and the published protocols (docs/evaluation.md): is_cub,
+        # fid_dmgan, clip_rp, clip_score.
         "METRICS": "rp,is,fid",
         # Generated images to score: every test caption in turn, cycled until this many
         # (the paper's protocol: 30,000).
@@ -107,6 +108,17 @@ _DEFAULTS: dict[str, Any] = {
         # Local file of the Inception weights used for IS and FID (torch-fidelity's
         # pt_inception-2015-12-05); '' = the library's usual download.
         "INCEPTION_WEIGHTS": "",
+        # is_cub: StackGAN's CUB Inception v3, converted by attngan-convert-inception.
+        "CUB_INCEPTION": "",
+        # fid_dmgan: torchvision's ImageNet Inception v3 weights (inception_v3_google-0cc3c7bd.pth);
+        # the real statistics from a DM-GAN-format .npz ('' = computed from the test split),
+        # and the number of real views the test split is padded to (0 = each image once;
+        # DF-GAN padded CUB to about 30,000 with flips and shifts).
+        "DMGAN_INCEPTION": "",
+        "FID_DMGAN_STATS": "",
+        "FID_DMGAN_REAL_IMAGES": 0,
+        # clip_rp and clip_score: OpenAI's CLIP ViT-B/32 weights (ViT-B-32.pt, or open_clip's file).
+        "CLIP_WEIGHTS": "",
         # Score the images of this folder (with their captions) instead of generating.
         "IMAGE_DIR": "",
         # During training: evaluate every N epochs (0 = never), on this many samples.
@@ -227,6 +239,7 @@ _AT_LEAST: dict[str, float] = {
     "EVAL.EVERY_EPOCHS": 0,
     "EVAL.TRAIN_NUM_SAMPLES": 1,
     "EVAL.SEED": 0,
+    "EVAL.FID_DMGAN_REAL_IMAGES": 0,
     "RUN.LOG_INTERVAL": 1,
     "RUN.IMAGE_INTERVAL": 1,
     "RUN.STATE_EVERY_STEPS": 0,

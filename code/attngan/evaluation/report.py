@@ -85,6 +85,15 @@ def caption_grid(
     return np.asarray(canvas)
 
 
+# What each column of the paper-style table can be set beside (docs/evaluation.md).
+PAPER_TABLE_SOURCES = {
+    "inception_score": "IS: AttnGAN paper Table 1 for COCO (ImageNet Inception; for CUB, is_cub), "
+    "IS* (metrics.json star_mean): TISE's COCO temperature",
+    "r_precision": "R-precision: AttnGAN paper and DM-GAN README (with the authors' DAMSM encoders)",
+    "fid": "FID: DM-GAN README 'TF FID' column",
+}
+
+
 def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
@@ -129,6 +138,11 @@ def report_markdown(summary: dict[str, Any]) -> str:
             f"(Inception weights: {s['inception_weights']}).",
             "",
         ]
+    comparable = [text for key, text in PAPER_TABLE_SOURCES.items() if key in m]
+    if comparable:
+        lines += ["Comparable with: " + "; ".join(comparable) + ".", ""]
+    if s.get("protocols"):
+        lines += _published_table(m, s["protocols"])
     if "localisation" in m:
         lines += _localisation_table(m["localisation"])
     if "object_match" in m:
@@ -136,6 +150,35 @@ def report_markdown(summary: dict[str, Any]) -> str:
     lines += _figure_links(files)
     lines += [f"Every number and setting: [metrics.json]({files['metrics']}).", ""]
     return "\n".join(lines)
+
+
+def _published_number(name: str, values: dict[str, Any]) -> str:
+    """One cell: the score as its source printed it (R-precision in %)."""
+    if name == "is_cub":
+        return f"IS {_mean_std(values)}; IS* {values['star_mean']:.2f} ± {values['star_std']:.2f}"
+    if name == "fid_dmgan":
+        return f"{values['fid']:.2f}"
+    if name == "clip_rp":
+        return f"{_mean_std(values, 100)} %"
+    return f"{values['mean']:.2f}"
+
+
+def _published_table(m: dict[str, Any], protocols: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "## Scores under published protocols",
+        "",
+        "Each computed as the named source computed it (docs/evaluation.md); the protocol of each is in metrics.json.",
+        "",
+        "| Metric | Score | Images | Comparable with | Weights (sha256) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, protocol in protocols.items():
+        values = m[name]
+        lines.append(
+            f"| {name} | {_published_number(name, values)} | {values['images']} | {protocol['comparable_with']} | "
+            f"{Path(protocol['weights']).name} ({protocol['sha256'][:12]}) |"
+        )
+    return lines + [""]
 
 
 def _localisation_table(loc: dict[str, dict[str, Any]]) -> list[str]:
@@ -200,6 +243,13 @@ def scalars(summary: dict[str, Any]) -> dict[str, float]:
         )
     if "fid" in m:
         out["eval/fid"] = m["fid"]
+    if "is_cub" in m:
+        out.update({"eval/is_cub": m["is_cub"]["mean"], "eval/is_cub_star": m["is_cub"]["star_mean"]})
+    if "fid_dmgan" in m:
+        out["eval/fid_dmgan"] = m["fid_dmgan"]["fid"]
+    for name in ("clip_rp", "clip_score"):
+        if name in m:
+            out[f"eval/{name}"] = m[name]["mean"]
     for key, values in m.get("localisation", {}).items():
         if values["hit_rate"] is not None:
             out[f"eval/localisation_{key}"] = values["hit_rate"]

@@ -24,15 +24,17 @@ from ..files import write_atomic
 from ..metrics.localisation import load_objects
 from ..metrics.object_match import ObjectJudge, ObjectTally
 from ..runtime import eval_mode, forked_rng
+from . import published  # noqa: F401 (registers is_cub, fid_dmgan, clip_rp and clip_score)
 from .captions import generated_batches, load_eval_captions
 from .folder import folder_batches, read_folder
 from .networks import load_networks
+from .registry import REGISTRY, MetricContext
 from .report import Showcase, report_markdown
-from .scoring import image_quality, scores, stream_batches
+from .scoring import image_quality, real_test_images, scores, stream_batches
 
 log = logging.getLogger(__name__)
 
-METRICS = ("rp", "is", "fid", "loc", "obj")
+METRICS = ("rp", "is", "fid", "loc", "obj", *REGISTRY)
 
 
 def parse_metrics(text: str | Iterable[str]) -> set[str]:
@@ -97,7 +99,7 @@ def evaluate(
         raise OptionError("save_images keeps generated images; the images of an image folder are on disk already")
     folder = read_folder(image_dir) if image_dir is not None else None
     num_samples = len(folder.entries) if folder is not None else num_samples
-    if metrics & {"rp", "is"} and num_samples < cfg.EVAL.SPLITS:
+    if metrics & {"rp", "is", "clip_rp"} and num_samples < cfg.EVAL.SPLITS:
         raise OptionError(
             f"{num_samples} images for {cfg.EVAL.SPLITS} splits (EVAL.SPLITS): R-precision and the "
             "Inception score need at least one image a split"
@@ -136,6 +138,16 @@ def evaluate(
                         pass
             return broadcast(None, world)
         quality = image_quality(metrics, cfg, device, feature_extractor) if metrics & {"is", "fid"} else None
+        context = MetricContext(
+            cfg,
+            device,
+            seed,
+            batch_size,
+            dataset,
+            captions,
+            lambda size, total: real_test_images(dataset, size, batch_size, cfg.WORKERS, total, seed),
+        )
+        registered = [REGISTRY[name](context) for name in sorted(metrics & REGISTRY.keys())]  # weights load now
         objects = (
             ObjectTally(
                 ObjectJudge(load_objects(cfg.DATA_DIR)), captions.keys, captions.texts, captions.captions_per_image
@@ -156,15 +168,28 @@ def evaluate(
                 out_dir / "images" if save_images else None,
                 captions if folder is None else None,
                 objects,
+                registered,
             )
             result, timings = scores(
-                stream, metrics, quality, nets, dataset, captions, cfg, device, batch_size, seed, num_samples
+                stream,
+                metrics,
+                quality,
+                nets,
+                dataset,
+                captions,
+                cfg,
+                device,
+                batch_size,
+                seed,
+                num_samples,
+                registered,
             )
     files = stream.showcase.write(out_dir)
     if stream.saver is not None:
         files["images"] = str(stream.saver.close().relative_to(out_dir))
     timings["total"] = time.perf_counter() - began
     settings = _settings(cfg, metrics, device, seed, batch_size, image_dir, nets.given, num_samples, stream.size)
+    settings["protocols"] = {m.name: {**m.protocol(), "comparable_with": m.comparable_with} for m in registered}
     summary = _without_nan(
         {
             "model": _model_name(cfg, image_dir, nets.given),

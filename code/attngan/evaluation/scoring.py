@@ -8,16 +8,17 @@ import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 from easydict import EasyDict
 from torch.utils.data import DataLoader
+from torchvision import transforms
 from tqdm import tqdm
 
-from ..data.datasets import TextDataset, centre_view
+from ..data.datasets import TextDataset, centre_view, enlarged
 from ..data.loader import SeededItems
 from ..metrics.localisation import damsm_localisation, generator_localisation, load_objects
 from ..metrics.object_match import ObjectTally
@@ -26,6 +27,7 @@ from ..visualize import quantise
 from .captions import Batch, EvalCaptions, encode, inverse, sample_rows
 from .folder import ImageSaver
 from .networks import Networks
+from .registry import Metric
 from .report import Showcase
 
 
@@ -52,17 +54,31 @@ def pool_sentences(
     return torch.cat(vectors)
 
 
-def real_test_images(dataset: TextDataset, size: int, batch_size: int, workers: int) -> Iterator[torch.Tensor]:
+def real_test_images(
+    dataset: TextDataset, size: int, batch_size: int, workers: int, total: int = 0, seed: int = 0
+) -> Iterator[torch.Tensor]:
     """Every real test image once, uint8 [b,3,size,size]: resized to size*76/64 and
     centre-cropped (the training transform without its random crop and flip; birds are
-    cropped to their box first, as always)."""
+    cropped to their box first, as always). ``total`` > the number of test images pads them
+    to ``total`` views, as DF-GAN padded CUB's test set for its FID statistics (horizontal
+    flips and small shifts): after the centred pass, passes of the training transform's
+    random 76/64 crop and random flip, each view drawn from ``seed``, pass and image."""
     real = copy.copy(dataset)
-    real.transform = centre_view(size)
     real.imsizes = [size]
-    keys = [(0, i) for i in range(len(real))]  # SeededItems: the caption draw leaves numpy's state alone
-    loader = DataLoader(SeededItems(real), sampler=keys, batch_size=batch_size, num_workers=workers)
-    for imgs, *_ in tqdm(loader, desc="real test images", leave=False, disable=None):
-        yield quantise(imgs[-1])
+    count, views = len(real), max(total, len(real))
+    for k in range(-(-views // count)):
+        real.transform = (
+            centre_view(size)
+            if k == 0
+            else transforms.Compose(
+                [transforms.Resize(enlarged(size)), transforms.RandomCrop(size), transforms.RandomHorizontalFlip()]
+            )
+        )
+        # SeededItems: each view drawn under its own seed; the caption draw leaves numpy's state alone
+        keys = [(0 if k == 0 else seed * 1000 + k, i) for i in range(min(count, views - k * count))]
+        loader = DataLoader(SeededItems(real), sampler=keys, batch_size=batch_size, num_workers=workers)
+        for imgs, *_ in tqdm(loader, desc="real test images", leave=False, disable=None):
+            yield quantise(imgs[-1])
 
 
 def image_quality(metrics: set[str], cfg: EasyDict, device: torch.device, feature_extractor: nn.Module | None):
@@ -126,8 +142,10 @@ def stream_batches(
     save_dir: Path | None,
     captions: EvalCaptions | None,
     objects: ObjectTally | None = None,
+    registered: Sequence[Metric] = (),
 ) -> Stream:
-    """Every batch through the metrics, the showcase and the saver; no image is kept."""
+    """Every batch through the metrics (``registered``: those of the registry), the showcase
+    and the saver; no image is kept."""
     began = time.perf_counter()
     stream = Stream(
         objects=objects,
@@ -148,6 +166,8 @@ def stream_batches(
                 stream.classes.append(batch.classes)
             if quality is not None:
                 quality.update_fake(batch.images)
+            for metric in registered:
+                metric.update(batch)
             if objects is not None:
                 objects.add(
                     batch.images, sample_rows(batch.start, batch.start + len(batch.texts), num_captions), batch.words
@@ -173,6 +193,7 @@ def scores(
     batch_size: int,
     seed: int,
     num_samples: int,
+    registered: Sequence[Metric] = (),
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """The requested metrics from the stream's leftovers (and, for FID, the real images;
     for localisation, the networks), with the seconds each took."""
@@ -206,6 +227,9 @@ def scores(
             quality.update_real(real.to(device))
         result.update(_quality_numbers(quality.compute()))
         timings["real_images_and_is_fid"], t0 = time.perf_counter() - t0, time.perf_counter()
+    for metric in registered:
+        result[metric.name] = metric.result(stream.size)
+        timings[metric.name], t0 = time.perf_counter() - t0, time.perf_counter()
     if "loc" in metrics:
         result["localisation"] = _localisation(
             cfg, nets.net_g, nets.text_encoder, nets.image_encoder, dataset, device, batch_size, seed, num_samples
@@ -220,6 +244,8 @@ def _quality_numbers(values: dict[str, float]) -> dict[str, Any]:
         out["inception_score"] = {
             "mean": float(values["inception_score_mean"]),
             "std": float(values["inception_score_std"]),
+            "star_mean": float(values["inception_score_star_mean"]),  # TISE's COCO temperature
+            "star_std": float(values["inception_score_star_std"]),
         }
     if "fid" in values:
         out["fid"] = float(values["fid"])

@@ -31,6 +31,9 @@ from ..visualize import quantise
 INCEPTION_WEIGHTS_URL = URL_INCEPTION_V3
 INCEPTION_WEIGHTS_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]  # weights-inception-2015-12-05-6726825d.pth
 METRICS = frozenset({"is", "fid"})
+# TISE's IS* on COCO: the 1008 unbiased logits divided by this before the softmax
+# (VinAIResearch/tise-toolbox image_realism/IS/coco/inception_score_star_coco.py).
+TISE_COCO_TEMPERATURE = 0.9091363549232483
 
 
 class InceptionWeightsError(SetupError):
@@ -172,8 +175,13 @@ class ImageQuality:
         if "is" in self.metrics:
             if not self.logits:
                 raise RuntimeError("no generated images were given for the Inception score")
-            probs = torch.cat(self.logits).double().softmax(dim=1)
-            out["inception_score_mean"], out["inception_score_std"] = inception_score_from_probs(probs, self.splits)
+            logits = torch.cat(self.logits).double()
+            out["inception_score_mean"], out["inception_score_std"] = inception_score_from_probs(
+                logits.softmax(dim=1), self.splits
+            )
+            out["inception_score_star_mean"], out["inception_score_star_std"] = inception_score_from_probs(
+                (logits / TISE_COCO_TEMPERATURE).softmax(dim=1), self.splits
+            )
         if "fid" in self.metrics:
             if self.fid is None:
                 raise RuntimeError("no images were given for FID")
