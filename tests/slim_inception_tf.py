@@ -10,11 +10,14 @@ inception_score.py does and runs the graph."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+with contextlib.suppress(ImportError):  # before TensorFlow: triton loaded after it crashes the process
+    import triton  # noqa: F401
 import tensorflow as tf
 
 v1 = tf.compat.v1

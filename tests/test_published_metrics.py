@@ -19,7 +19,7 @@ from PIL import Image
 from attngan.checkpoint import image_encoder_path, save_weights
 from attngan.cli import eval_main, fid_stats_main
 from attngan.data.datasets import build_dataset
-from attngan.data.synthetic import make_shapes_dataset
+from attngan.dataset_tools.synthetic import make_shapes_dataset
 from attngan.evaluation import evaluate
 from attngan.evaluation.captions import load_eval_captions
 from attngan.evaluation.folder import read_folder

@@ -11,6 +11,7 @@ or V2 ``.index`` + ``.data``)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -49,6 +50,11 @@ def to_torch(value: np.ndarray) -> torch.Tensor:
 
 def _reader(prefix: str):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # triton (which torch's compiler loads, when installed) crashes the process when it is
+    # loaded after TensorFlow (tensorflow-cpu 2.21, triton 3.8); before it, both work.
+    with contextlib.suppress(ImportError):
+        import triton  # noqa: F401
+
     try:
         import tensorflow as tf
     except ImportError:
