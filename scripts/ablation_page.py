@@ -149,7 +149,10 @@ def lambda_figure(study, done, path: Path) -> None:
         (right, k, c) for k, c in (("colour", "C1"), ("shape", "C2"), ("attention", "C3"))
     ]
     names = dict(GAN_METRICS)
+    chance = next((r["results"] for run, r in done.items() if run.kind == "gan"), None)
     for axes, key, colour in panels:
+        if chance is not None:
+            axes.axhline(100 * chance[f"{key}_chance"], color=colour, linestyle=":", linewidth=1)
         for i, lam in enumerate(study.lambdas):
             values = 100 * np.asarray(cells[lam][key])
             axes.plot(np.full(len(values), i), values, "o", color=colour, alpha=0.4, markersize=4)
@@ -157,7 +160,7 @@ def lambda_figure(study, done, path: Path) -> None:
         axes.plot(x, means, "-o", color=colour, label=f"{names[key]}, ours (dots: seeds)")
     for axes, title in ((left, "R-precision (%)"), (right, "object match and attention on our shapes (%)")):
         axes.set_xticks(x, [f"{lam:g}" for lam in study.lambdas])
-        axes.set_xlabel("λ (TRAIN.SMOOTH.LAMBDA)")
+        axes.set_xlabel("λ (TRAIN.SMOOTH.LAMBDA); dotted: chance")
         axes.set_title(title)
         axes.set_ylim(0, 100)
         axes.grid(alpha=0.3)
@@ -246,6 +249,7 @@ def fc_figure(done, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     arms = fc_arms(done)
     fig, panels = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -269,6 +273,7 @@ def fc_figure(done, path: Path) -> None:
                 axes.plot(epochs, mean, "-o", color=colour, label=label)
                 axes.fill_between(epochs, mean - std, mean + std, color=colour, alpha=0.15)
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_title(f"DAMSM validation {name}")
         axes.grid(alpha=0.3)
         if any(arms.values()):
