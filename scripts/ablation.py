@@ -336,6 +336,9 @@ def do_run(study: Study, run: Run, index: int, total: int) -> None:
         record = read_json(done)
         print(f"{head} done already ({record['seconds']:.0f} s) - {summary(run, record['results'])}", flush=True)
         return
+    print(
+        f"{head} {'continuing' if (folder / STATE).is_file() else 'starting'} (log: {folder / 'log.txt'})", flush=True
+    )
     timing_path = folder / "timing.json"
     timing = read_json(timing_path) if timing_path.is_file() else {"seconds": 0.0, "sessions": 0}
     began = time.time()
