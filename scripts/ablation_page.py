@@ -231,11 +231,13 @@ def fc_findings(done) -> list[str]:
     for key, name in (("w_loss", "word loss"), ("s_loss", "sentence loss")):
         diffs = np.asarray(paired_differences(arms, key, relative=True))
         base = [r["final"][key] for r in arms[False].values()]
-        noise = np.std(base, ddof=1) / np.mean(base) if len(base) > 1 else float("nan")
+        noise = (
+            f"{100 * np.std(base, ddof=1) / np.mean(base):.1f} % of its mean" if len(base) > 1 else "unknown (one seed)"
+        )
         line = (
             f"- Validation {name} with TEXT_FC: {100 * diffs.mean():+.1f} % against without, over {len(diffs)} "
             f"seed(s) (per seed: {', '.join(f'{100 * d:+.1f}' for d in diffs)} %); the seed-to-seed spread "
-            f"of the loss without FC: {100 * noise:.1f} % of its mean."
+            f"of the loss without FC: {noise}."
         )
         if len(diffs) > 1:
             t = diffs.mean() / (diffs.std(ddof=1) / np.sqrt(len(diffs)))
@@ -293,7 +295,11 @@ def every_run_table(study, runs, done) -> list[str]:
         if record is None:
             timing = study.folder(run) / "timing.json"
             state = (
-                f"started, {json.loads(timing.read_text())['seconds']:.0f} s so far" if timing.is_file() else NOT_RUN
+                f"started, {json.loads(timing.read_text())['seconds']:.0f} s in earlier sessions"
+                if timing.is_file()
+                else "started, not finished"
+                if (study.folder(run) / "log.txt").is_file()
+                else NOT_RUN
             )
             lines.append(f"| {run.label} | {state} | | | |")
             continue
