@@ -1,0 +1,133 @@
+"""scripts/ablation.py end to end on a tiny recipe (a few steps, one seed per cell): the page
+with its tables and figures, a second call that redoes nothing, an interrupted run that
+continues from its training state, and a folder that refuses another recipe."""
+
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+if os.environ.get("CI") != "true":
+    pytest.importorskip("matplotlib", reason="the ablation extra (pip install -e '.[ablation]') draws the figures")
+
+ARCH = ["DAMSM.COMPACT_IMAGE_SIZE=32", "TEXT.EMBEDDING_DIM=16"]
+G = ["GAN.GF_DIM=4", "GAN.DF_DIM=4", "GAN.Z_DIM=8", "GAN.CONDITION_DIM=4"]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("ablation", ROOT / "scripts" / "ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ablation"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    return load_script()
+
+
+def tiny_argv(out, page):
+    return [
+        *("--out", str(out), "--page", str(page), "--num-images", "18", "--eval-samples", "10", "--threads", "1"),
+        *("--lambdas", "0,5", "--gan-seeds", "0", "--fc-seeds", "0"),
+        *("--damsm-set", "TRAIN.MAX_EPOCH=2", "TRAIN.BATCH_SIZE=3", "TREE.BASE_SIZE=32", *ARCH),
+        *("--gan-set", "TRAIN.MAX_EPOCH=1", "TRAIN.BATCH_SIZE=3", *ARCH, *G),
+        *("--eval-set", "EVAL.BATCH_SIZE=5", *ARCH, *G),
+    ]
+
+
+def files_of(folder):
+    """{path: (size, mtime)} of every file of the study's runs and data."""
+    return {
+        p: (p.stat().st_size, p.stat().st_mtime_ns)
+        for sub in ("damsm", "gan", "data")
+        for p in (folder / sub).rglob("*")
+        if p.is_file()
+    }
+
+
+def lambda_rows(text):
+    section = text.split("## 1.", 1)[1].split("## 2.", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("| 0 |") or line.startswith("| 5 |")]
+
+
+def test_the_study_runs_pages_resumes_and_redoes_nothing(ablation, tmp_path, capsys):
+    out, page = tmp_path / "runs", tmp_path / "docs" / "ablation.md"
+    argv = tiny_argv(out, page)
+
+    # Before any run: the page, every cell marked not yet run.
+    assert ablation.main([*argv, "--page-only"]) == 0
+    text = page.read_text()
+    assert "**0 of 4 runs finished**" in text
+    assert all("not yet run" in row for row in lambda_rows(text))
+
+    assert ablation.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("[ablation] ") >= 4 and "done already" not in printed
+    text = page.read_text()
+    assert "**4 of 4 runs finished**" in text
+    rows = lambda_rows(text)
+    assert len(rows) == 2 and not any("not yet run" in row for row in rows)
+    assert "| 5 |" in rows[1] and "58.65 %" in rows[1]  # the paper's number beside ours
+    assert "| validation word loss |" in text and "| 1 |" in text  # the last epoch and the per-epoch table
+    assert "Intel" in text or "cores" in text  # the machine
+    for figure in ("ablation_lambda.png", "ablation_fc.png"):
+        assert (page.parent / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    done = json.loads((out / "gan" / "lambda5_seed0" / "done.json").read_text())
+    assert 0 <= done["results"]["r_precision"] <= 1 and done["seconds"] > 0
+
+    # A hand-written reading survives the page's rewrite; a second call redoes nothing.
+    page.write_text(text.replace("Not written yet", "Our reading"))
+    before = files_of(out)
+    assert ablation.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("done already") == 4
+    assert files_of(out) == before
+    assert "Our reading" in page.read_text()
+
+    # A run interrupted after its last step (its state saved, no final G): continued with
+    # --resume from that state, then scored; the others stay untouched.
+    run = out / "gan" / "lambda0_seed0"
+    for path in (run / "done.json", run / "Model" / "netG_epoch_1.pth", run / "eval" / "metrics.json"):
+        path.unlink()
+    assert ablation.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "AttnGAN lambda 0, seed 0: continued and scored" in printed
+    assert printed.count("done already") == 3
+    assert "--resume" in (run / "log.txt").read_text()
+    assert (run / "done.json").is_file()
+
+
+def test_a_run_with_a_saved_state_resumes_from_it(ablation, tmp_path):
+    study = ablation.Study(tmp_path, [1.0], [0], [0], {}, [], [], [], 10, -1)
+    run = ablation.Run("gan", 0, lam=1.0)
+    assert "--resume" not in ablation.gan_argv(study, run)
+    state = study.folder(run) / "Model" / "training_state.pth"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"")
+    argv = ablation.gan_argv(study, run)
+    assert argv[argv.index("--resume") + 1] == str(state)
+    damsm = ablation.Run("damsm", 0, fc=True)
+    assert "--resume" not in ablation.damsm_argv(study, damsm) and "DAMSM.TEXT_FC=True" in ablation.damsm_argv(
+        study, damsm
+    )
+
+
+def test_a_folder_refuses_another_recipe(ablation, tmp_path, capsys):
+    out = tmp_path / "runs"
+    study = ablation.Study(out, [1.0], [0], [0], {"num_images": 48}, ["TRAIN.MAX_EPOCH=2"], [], [], 10, -1)
+    out.mkdir()
+    ablation.check_recipe(study, [])
+    other = ablation.Study(out, [1.0, 5.0], [0, 1], [0], {"num_images": 48}, ["TRAIN.MAX_EPOCH=3"], [], [], 10, -1)
+    with pytest.raises(ablation.ConfigError, match=r"damsm config TRAIN.MAX_EPOCH: 2 -> 3"):
+        ablation.check_recipe(other, [])
+    more_seeds = ablation.Study(
+        out, [1.0, 5.0], [0, 1], [0, 1], {"num_images": 48}, ["TRAIN.MAX_EPOCH=2"], [], [], 10, -1
+    )
+    ablation.check_recipe(more_seeds, [])  # more cells, the same recipe
+    assert len(json.loads((out / "study.json").read_text())["invocations"]) == 2
