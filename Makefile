@@ -45,8 +45,8 @@ container-test: $(STAMP)
 	$(PY) scripts/container_test.py
 
 # The ablation study (docs/ablation.md): the DAMSM loss weight and TEXT_FC on the demo's recipe,
-# about 2.5 hours on two CPU cores; the same command continues an interrupted study.
-ABLATION_ARGS ?=
+# two runs at a time, one per core; the same command continues an interrupted study.
+ABLATION_ARGS ?= --jobs 2
 ablation: $(STAMP)
 	$(PY) scripts/ablation.py $(ABLATION_ARGS)
 

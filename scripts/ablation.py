@@ -12,7 +12,9 @@ fork's claims measured on the demo's shapes data and recipe.
 Every run lives in its own folder under ``--out``. A finished run (its ``done.json``) is
 never redone; an interrupted one (Ctrl-C, SIGTERM, a kill) continues from its
 ``Model/training_state.pth`` with the training commands' ``--resume``. One progress line a
-run; each run's own log is its ``log.txt``. The page (tables, figures, the paper's numbers
+run; each run's own log is its ``log.txt``. ``--jobs N`` runs N runs at a time, each in a
+worker process; workers (or several invocations on one ``--out``) share the plan through a
+lock on each run's folder, and AttnGAN runs wait for the shared DAMSM. The page (tables, figures, the paper's numbers
 beside ours) is written from whatever runs have finished, the others marked not yet run.
 """
 
@@ -21,12 +23,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import fcntl
 import functools
 import json
 import logging
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -52,6 +56,8 @@ DAMSM_CFG, GAN_CFG, EVAL_CFG = "cfg/DAMSM/shapes.yml", "cfg/shapes_attn2.yml", "
 STATE = "Model/training_state.pth"
 # A kill (not a SIGTERM, which saves at once) loses at most this much of a run.
 STATE_EVERY = "RUN.STATE_EVERY_MINUTES=5"
+# How often a worker with nothing to take looks again (runs take minutes).
+POLL_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,18 @@ class Study:
     eval_set: list[str]
     eval_samples: int
     gpu: int
+    worker: int = 0  # a --jobs worker's number (1..N) for its progress lines; 0: no workers
+
+    @property
+    def worker_tag(self) -> str:
+        return f" w{self.worker}" if self.worker else ""
+
+    def finished(self, run: Run) -> bool:
+        return (self.folder(run) / "done.json").is_file()
+
+    def ready(self, run: Run) -> bool:
+        """AttnGAN runs need the shared DAMSM's text encoder."""
+        return run.kind == "damsm" or self.finished(self.shared_damsm)
 
     @property
     def shared_damsm(self) -> Run:
@@ -324,15 +342,24 @@ def summary(run: Run, results: dict) -> str:
     )
 
 
+def progress_head(study: Study, index: int, total: int, run: Run) -> str:
+    return f"[ablation{study.worker_tag}] {index}/{total} {run.label}:"
+
+
+def report_done(study: Study, run: Run, index: int, total: int) -> None:
+    record = read_json(study.folder(run) / "done.json")
+    print(
+        f"{progress_head(study, index, total, run)} done already ({record['seconds']:.0f} s) - "
+        f"{summary(run, record['results'])}",
+        flush=True,
+    )
+
+
 def do_run(study: Study, run: Run, index: int, total: int) -> None:
-    """One run and its progress line; its time (over sessions) in timing.json, its results
-    with the machine and commit in done.json once finished."""
-    folder, head = study.folder(run), f"[ablation] {index}/{total} {run.label}:"
+    """One unfinished run and its progress line; its time (over sessions) in timing.json,
+    its results with the machine and commit in done.json once finished."""
+    folder, head = study.folder(run), progress_head(study, index, total, run)
     done = folder / "done.json"
-    if done.is_file():
-        record = read_json(done)
-        print(f"{head} done already ({record['seconds']:.0f} s) - {summary(run, record['results'])}", flush=True)
-        return
     print(
         f"{head} {'continuing' if (folder / STATE).is_file() else 'starting'} (log: {folder / 'log.txt'})", flush=True
     )
@@ -382,6 +409,14 @@ def check_recipe(study: Study, argv: list[str]) -> None:
         )
     command = "python scripts/ablation.py " + shlex.join(argv)
     record["invocations"].append({"command": command.strip(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
+    write_json(path, record)
+
+
+def record_end(study: Study, seconds: float, status: int) -> None:
+    """The wall-clock time and status of this invocation (the last in study.json)."""
+    path = study.out / "study.json"
+    record = read_json(path)
+    record["invocations"][-1].update(seconds=round(seconds, 1), status=status)
     write_json(path, record)
 
 
@@ -444,7 +479,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the page to write (default docs/ablation.md); its figures go beside it",
     )
     parser.add_argument("--page-only", action="store_true", help="only write the page from the runs finished so far")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at a time, each in a worker process on cores/jobs torch threads unless --threads says "
+        "(default 1); AttnGAN runs wait for the shared DAMSM",
+    )
+    parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)  # set by --jobs for its workers
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: expected 1 or more")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -461,46 +507,128 @@ def main(argv: list[str] | None = None) -> int:
         eval_set=args.eval_set,
         eval_samples=args.eval_samples,
         gpu=args.gpu,
+        worker=args.worker,
     )
     if not study.fc_seeds:
         return report(ConfigError("--fc-seeds: at least one seed (its DAMSM without FC is the shared one)"))
     logging.getLogger().addHandler(logging.NullHandler())  # the commands' basicConfig adds no console handler
     logging.getLogger().setLevel(logging.INFO)
     runs = study.plan()
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads, began = torch.get_num_threads(), time.time()
     try:
-        status = 0 if args.page_only else run_all(study, runs, argv)
+        if args.page_only:
+            status = 0
+        elif args.jobs > 1 and not args.worker:
+            status = run_workers(study, argv, args.jobs, args.threads or max(1, (os.cpu_count() or 1) // args.jobs))
+        else:
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            status = run_all(study, runs, argv)
     except USER_ERRORS as err:  # the folder holds another recipe
         return report(err)
     finally:
         torch.set_num_threads(threads)
+    if args.worker:  # the parent writes the page once its workers are done
+        return status
+    if not args.page_only:
+        record_end(study, time.time() - began, status)
     page = write_page(study, runs, args.page.resolve())
     print(f"[ablation] page: {page}", flush=True)
     return status
 
 
-def run_all(study: Study, runs: list[Run], argv: list[str]) -> int:
-    """Every run not finished yet, in the plan's order; -> 0 (all finished), 1 (interrupted:
-    the same command continues) or 2 (a command failed). A ConfigError when ``--out`` holds
-    a study with another recipe."""
+def prepare(study: Study, argv: list[str]) -> None:
+    """The folder, its recipe check and invocation record, and the generated data."""
     study.out.mkdir(parents=True, exist_ok=True)
     check_recipe(study, argv)
     with RunLog(study.out / "data.log").open():
         prepare_data(study.data_dir, study.data)
+
+
+@contextlib.contextmanager
+def claimed(folder: Path):
+    """-> True while this process holds the run's lock, False (at once) when another does.
+    The lock is the kernel's (flock): it goes with its process however that ends."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def take_one(study: Study, pending: list[tuple[int, Run]], total: int) -> bool:
+    """Run the first pending run that is ready and that no other worker holds; -> whether
+    there was one."""
+    for index, run in pending:
+        if not study.ready(run):
+            continue
+        with claimed(study.folder(run)) as mine:
+            if mine and not study.finished(run):  # finished by another worker since the list was made
+                do_run(study, run, index, total)
+                return True
+    return False
+
+
+def work_through(study: Study, runs: list[Run]) -> None:
+    """Every unfinished run in the plan's order, those other workers hold left to them;
+    waits while the only runs left are held or wait for the shared DAMSM."""
+    pending = []
+    for index, run in enumerate(runs, 1):
+        if not study.finished(run):
+            pending.append((index, run))
+        elif study.worker <= 1:  # one worker says what was done before
+            report_done(study, run, index, len(runs))
+    while pending:
+        if not take_one(study, pending, len(runs)):
+            time.sleep(POLL_SECONDS)
+        pending = [(index, run) for index, run in pending if not study.finished(run)]
+
+
+def run_all(study: Study, runs: list[Run], argv: list[str]) -> int:
+    """Every run not finished yet (see work_through); -> 0 (all finished), 1 (interrupted:
+    the same command continues) or 2 (a command failed). A ConfigError when ``--out`` holds
+    a study with another recipe."""
+    if not study.worker:  # a --jobs worker's parent has prepared the folder
+        prepare(study, argv)
     began, status = time.time(), 0
     try:
-        for index, run in enumerate(runs, 1):
-            do_run(study, run, index, len(runs))
+        work_through(study, runs)
     except Interrupted as stop:
-        print(f"[ablation] interrupted in {stop}: its state is saved; the same command continues it", flush=True)
+        print(
+            f"[ablation{study.worker_tag}] interrupted in {stop}: its state is saved; the same command continues it",
+            flush=True,
+        )
         status = 1
     except Failed as err:
-        print(f"[ablation] failed: {err}", flush=True)
+        print(f"[ablation{study.worker_tag}] failed: {err}", flush=True)
         status = 2
-    print(f"[ablation] {time.time() - began:.0f} s this time", flush=True)
+    print(f"[ablation{study.worker_tag}] {time.time() - began:.0f} s this time", flush=True)
     return status
+
+
+def run_workers(study: Study, argv: list[str], jobs: int, threads: int) -> int:
+    """``--jobs``: this script ``jobs`` times as workers sharing the plan, each on ``threads``
+    torch threads; a SIGTERM or Ctrl-C here reaches them all (each saves its run's state).
+    -> the worst of their statuses (2 failed, 1 interrupted, 0 all finished)."""
+    prepare(study, argv)
+    script = [sys.executable, str(Path(__file__).resolve()), *argv, "--threads", str(threads)]
+    workers = [subprocess.Popen([*script, "--worker", str(k)]) for k in range(1, jobs + 1)]
+
+    def forward(signum, frame):
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        statuses = [worker.wait() for worker in workers]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return max(statuses) if all(0 <= s <= 2 for s in statuses) else 2
 
 
 if __name__ == "__main__":

@@ -339,10 +339,24 @@ def machine_text(done) -> str:
     for text in machines:
         m = json.loads(text)
         parts.append(
-            f"{m['cpu']}, {m['cores']} cores, torch on {m['torch_threads']} threads"
+            f"{m['cpu']}, {m['cores']} cores, torch on {m['torch_threads']} thread(s)"
             + (f", {m['gpu']}" if "gpu" in m else "")
         )
     return "Machine (lscpu): " + "; ".join(parts) + "."
+
+
+def wall_clock_text(record) -> str:
+    """The invocations' wall-clock time (runs side by side under --jobs take less than their sum)."""
+    timed = [i for i in (record or {}).get("invocations", []) if "seconds" in i]
+    if not timed:
+        return "."
+    wall = sum(i["seconds"] for i in timed)
+    untimed = len(record["invocations"]) - len(timed)
+    return (
+        f"; wall-clock {wall / 60:.0f} min over {len(timed)} invocation(s)"
+        + (f" (and {untimed} not timed, interrupted or from before the script timed them)" if untimed else "")
+        + "."
+    )
 
 
 def write_page(study, runs, page: Path) -> Path:
@@ -375,12 +389,15 @@ def write_page(study, runs, page: Path) -> Path:
         "```",
         "",
         "`make ablation` runs it into `output/ablation`; the same command again continues it (a finished run is",
-        "never redone, an interrupted one continues from its training state with `--resume`), and",
-        "`--page-only` rewrites this page from the runs finished so far.",
+        "never redone, an interrupted one continues from its training state with `--resume`); `--jobs N` runs",
+        "N runs side by side, each in a worker process on its share of the cores (the AttnGAN runs wait for",
+        "the shared DAMSM); `--page-only` rewrites this page from the runs finished so far.",
         "",
         recipe_text(study),
         "",
-        machine_text(done) + f" Time of the finished runs: {seconds / 60:.0f} min ({seconds / 3600:.2f} h).",
+        machine_text(done)
+        + f" Time of the finished runs: {seconds / 60:.0f} min ({seconds / 3600:.2f} h) in all"
+        + wall_clock_text(record),
         "",
         "## 1. Does R-precision rise with λ, as in the paper's Table 2? Does object match follow?",
         "",

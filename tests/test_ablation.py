@@ -131,3 +131,40 @@ def test_a_folder_refuses_another_recipe(ablation, tmp_path, capsys):
     )
     ablation.check_recipe(more_seeds, [])  # more cells, the same recipe
     assert len(json.loads((out / "study.json").read_text())["invocations"]) == 2
+
+
+def test_a_worker_leaves_held_runs_to_others_and_gan_runs_wait_for_the_shared_damsm(ablation, tmp_path, monkeypatch):
+    study = ablation.Study(tmp_path, [0.0, 5.0], [0], [0], {}, [], [], [], 10, -1, worker=1)
+    runs = study.plan()  # DAMSM without FC (the shared one), with FC, then AttnGAN at lambda 0 and 5
+    pending = list(enumerate(runs, 1))
+    taken = []
+    monkeypatch.setattr(ablation, "do_run", lambda study, run, index, total: taken.append(run.name))
+
+    with ablation.claimed(study.folder(runs[0])) as mine:  # another worker trains the shared DAMSM
+        assert mine
+        assert ablation.take_one(study, pending, len(runs))
+        assert taken == ["damsm/fc1_seed0"]
+        # Only AttnGAN runs left: none is ready while the shared DAMSM is unfinished.
+        assert not ablation.take_one(study, pending[2:], len(runs))
+    (study.folder(runs[0]) / "done.json").write_text("{}")
+    assert ablation.take_one(study, pending[2:], len(runs))
+    assert taken == ["damsm/fc1_seed0", "gan/lambda0_seed0"]
+
+
+def test_two_workers_share_the_plan_and_do_every_run_once(ablation, tmp_path, capfd):
+    out, page = tmp_path / "runs", tmp_path / "docs" / "ablation.md"
+    assert ablation.main([*tiny_argv(out, page), "--jobs", "2"]) == 0
+    printed = capfd.readouterr().out
+    text = page.read_text()
+    assert "**4 of 4 runs finished**" in text and "wall-clock" in text
+    assert json.loads((out / "study.json").read_text())["invocations"][-1]["status"] == 0
+    assert "[ablation w1]" in printed and "[ablation w2]" in printed
+    for name, command in (
+        ("damsm/fc0_seed0", "attngan-pretrain-damsm"),
+        ("damsm/fc1_seed0", "attngan-pretrain-damsm"),
+        ("gan/lambda0_seed0", "attngan-train"),
+        ("gan/lambda5_seed0", "attngan-train"),
+    ):
+        log = (out / name / "log.txt").read_text()
+        assert log.count(f"$ {command} ") == 1, name  # trained by one worker only
+        assert json.loads((out / name / "done.json").read_text())["machine"]["torch_threads"] == 1
