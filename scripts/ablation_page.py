@@ -320,15 +320,44 @@ def recipe_text(study) -> str:
     c = study.configs
     d, g = c["damsm"]["TRAIN"], c["gan"]["TRAIN"]
     data = study.data
-    return (
+    text = (
         f"Data: {data['num_images']} generated images (`scripts/make_shapes.py` settings: at most "
         f"{data['max_objects']} object, object scale {data['object_scale']}, colours {', '.join(data['colors'])}), "
         f"the demo's. DAMSM: `cfg/DAMSM/shapes.yml`, {d['MAX_EPOCH']} epochs, batch {d['BATCH_SIZE']}"
-        f"{', overrides ' + ' '.join(study.damsm_set) if study.damsm_set else ''}. AttnGAN: `cfg/shapes_attn2.yml`, "
-        f"{g['MAX_EPOCH']} epochs, batch {g['BATCH_SIZE']}{', overrides ' + ' '.join(study.gan_set) if study.gan_set else ''}"
+        f"{', overrides ' + ' '.join(study.damsm_set) if study.damsm_set else ''}."
+    )
+    if not has_gan_runs(study):
+        return text + " No AttnGAN runs (no --lambdas or no --gan-seeds)."
+    return text + (
+        f" AttnGAN: `cfg/shapes_attn2.yml`, {g['MAX_EPOCH']} epochs, batch {g['BATCH_SIZE']}"
+        f"{', overrides ' + ' '.join(study.gan_set) if study.gan_set else ''}"
         f", against the shared DAMSM ({study.shared_damsm.label}). Scored by `attngan-eval --cfg cfg/eval_shapes.yml` on "
         f"{study.eval_samples} test captions (the same captions and noise for every generator)."
     )
+
+
+def has_gan_runs(study) -> bool:
+    return bool(study.lambdas and study.gan_seeds)
+
+
+def lambda_section(study, done, figure: Path) -> list[str]:
+    """Question 1's tables, figure and findings; one line when the study has no AttnGAN runs."""
+    if not has_gan_runs(study):
+        return ["Not part of this study: it has no AttnGAN runs (no --lambdas or no --gan-seeds)."]
+    lambda_figure(study, done, figure)
+    return [
+        "Mean ± std over seeds (n: seeds finished). The paper's column is AttnGAN1 (two stages, one attention",
+        "model, as ours) on CUB at 128 px after 600 epochs; ours, the demo's short recipe on shapes: the",
+        "comparison is of directions, not of levels.",
+        "",
+        *lambda_table(study, done),
+        "",
+        f"![R-precision and object match against λ]({figure.name})",
+        "",
+        "What the numbers say (computed by the script):",
+        "",
+        *lambda_findings(study, done),
+    ]
 
 
 def machine_text(done) -> str:
@@ -365,7 +394,6 @@ def write_page(study, runs, page: Path) -> Path:
     done = finished(study, runs)
     page.parent.mkdir(parents=True, exist_ok=True)
     lambda_png, fc_png = page.with_name(f"{page.stem}_lambda.png"), page.with_name(f"{page.stem}_fc.png")
-    lambda_figure(study, done, lambda_png)
     fc_figure(done, fc_png)
     old = page.read_text() if page.is_file() else ""
     kept = READING.search(old)
@@ -401,17 +429,7 @@ def write_page(study, runs, page: Path) -> Path:
         "",
         "## 1. Does R-precision rise with λ, as in the paper's Table 2? Does object match follow?",
         "",
-        "Mean ± std over seeds (n: seeds finished). The paper's column is AttnGAN1 (two stages, one attention",
-        "model, as ours) on CUB at 128 px after 600 epochs; ours, the demo's short recipe on shapes: the",
-        "comparison is of directions, not of levels.",
-        "",
-        *lambda_table(study, done),
-        "",
-        f"![R-precision and object match against λ]({lambda_png.name})",
-        "",
-        "What the numbers say (computed by the script):",
-        "",
-        *lambda_findings(study, done),
+        *lambda_section(study, done, lambda_png),
         "",
         "## 2. Does TEXT_FC lower DAMSM's validation losses by 3–5 %, beyond the seed-to-seed noise?",
         "",

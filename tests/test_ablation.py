@@ -168,3 +168,14 @@ def test_two_workers_share_the_plan_and_do_every_run_once(ablation, tmp_path, ca
         log = (out / name / "log.txt").read_text()
         assert log.count(f"$ {command} ") == 1, name  # trained by one worker only
         assert json.loads((out / name / "done.json").read_text())["machine"]["torch_threads"] == 1
+
+
+def test_a_study_of_the_fc_layer_alone_says_so_instead_of_an_empty_lambda_table(ablation, tmp_path):
+    page = tmp_path / "docs" / "fc.md"
+    argv = ["--out", str(tmp_path / "runs"), "--page", str(page), "--lambdas", "", "--gan-seeds", "", "--page-only"]
+    assert ablation.main(argv) == 0
+    text = page.read_text()
+    assert "**0 of 6 runs finished**" in text  # three seeds, with and without TEXT_FC
+    assert "Not part of this study: it has no AttnGAN runs" in text and "| λ |" not in text
+    assert "No AttnGAN runs" in text and "attngan-eval" not in text
+    assert not (page.parent / "fc_lambda.png").exists() and (page.parent / "fc_fc.png").is_file()
