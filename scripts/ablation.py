@@ -215,8 +215,10 @@ def machine() -> dict[str, Any]:
     return info
 
 
+@functools.cache
 def commit() -> str:
-    """The checkout's commit (``+changes`` when its tracked files differ from it)."""
+    """The checkout's commit (``+changes`` when its tracked files differ from it) when this
+    process first asks: main() asks at its start, so that a run records the code it ran."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
         dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT, capture_output=True).returncode
@@ -496,6 +498,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    commit()
     study = Study(
         out=args.out.resolve(),
         lambdas=numbers(args.lambdas),
