@@ -20,12 +20,16 @@ PAPER_R_PRECISION = {0.0: 10.37, 0.1: 16.55, 1.0: 34.96, 5.0: 58.65, 10.0: 63.87
 FORK_CLAIM = "3–5 % lower validation word and sentence losses with TEXT_FC (one run each)"
 READING = re.compile(r"<!-- READING -->\n(.*?)<!-- /READING -->", re.S)
 NOT_RUN = "not yet run"
+# Object match's chance is each generator's own (its images against another image's caption:
+# a generator that paints many colours scores high on any caption), so object match and
+# attention are compared across λ by how far they stand above their chance, in points.
 GAN_METRICS = [
     ("r_precision", "R-precision"),
-    ("colour", "named colour drawn"),
-    ("shape", "named colour and shape"),
-    ("attention", "G attention in the object"),
+    ("colour_lift", "named colour drawn, above its chance"),
+    ("shape_lift", "named colour and shape, above its chance"),
+    ("attention_lift", "G attention in the object, above chance"),
 ]
+LIFTS = {"colour_lift": "colour", "shape_lift": "shape", "attention_lift": "attention"}
 DAMSM_FINAL = [
     ("w_loss", "validation word loss", False),
     ("s_loss", "validation sentence loss", False),
@@ -46,14 +50,19 @@ def finished(study, runs) -> dict[Any, dict]:
     return out
 
 
-def mean_std(values: list[float], percent: bool) -> str:
-    """'m ± s (n)', percentages with ``percent``; the std over seeds (ddof 1), '–' for one seed."""
+def mean_std(values: list[float], percent: bool, unit: str = " %", sign: str = "") -> str:
+    """'m ± s (n)', percentages with ``percent`` (``unit`` after them, ``sign`` "+" to sign
+    the mean); the std over seeds (ddof 1), '–' for one seed."""
     if not values:
         return NOT_RUN
-    scale, unit, digits = (100, " %", 1) if percent else (1, "", 3)
+    scale, unit, digits = (100, unit, 1) if percent else (1, "", 3)
     m = np.mean(values) * scale
     s = f"{np.std(values, ddof=1) * scale:.{digits}f}" if len(values) > 1 else "–"
-    return f"{m:.{digits}f} ± {s}{unit} (n={len(values)})"
+    return f"{m:{sign}.{digits}f} ± {s}{unit} (n={len(values)})"
+
+
+def points(values: list[float]) -> str:
+    return mean_std(values, True, unit=" pts", sign="+")
 
 
 def ranks(values: list[float]) -> np.ndarray:
@@ -78,33 +87,47 @@ def lambda_cells(study, done) -> dict[float, dict[str, list[float]]]:
     cells: dict[float, dict[str, list[float]]] = {lam: defaultdict(list) for lam in study.lambdas}
     for run, record in done.items():
         if run.kind == "gan":
-            for key, value in record["results"].items():
+            results = record["results"]
+            for key, value in results.items():
                 cells[run.lam][key].append(value)
+            for lift, key in LIFTS.items():
+                cells[run.lam][lift].append(results[key] - results[f"{key}_chance"])
     return cells
 
 
 def lambda_table(study, done) -> list[str]:
     cells = lambda_cells(study, done)
     lines = [
-        "| λ | R-precision, ours | paper, AttnGAN1 on CUB | named colour drawn | named colour and shape "
-        "| G attention in the object |",
-        "|---|---|---|---|---|---|",
+        "| λ | R-precision, ours | paper, AttnGAN1 on CUB | named colour drawn | its chance | above it "
+        "| named colour and shape | its chance | above it | G attention in the object, above chance |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lam in study.lambdas:
         paper = PAPER_R_PRECISION.get(float(lam))
         paper_text = "–" if paper is None else f"{paper:.2f} %" + (" (w/o DAMSM)" if lam == 0 else "")
         c = cells[lam]
         lines.append(
-            f"| {lam:g} | {mean_std(c['r_precision'], True)} | {paper_text} | {mean_std(c['colour'], True)} "
-            f"| {mean_std(c['shape'], True)} | {mean_std(c['attention'], True)} |"
+            f"| {lam:g} | {mean_std(c['r_precision'], True)} | {paper_text} "
+            + "".join(
+                f"| {mean_std(c[key], True)} | {mean_std(c[f'{key}_chance'], True)} | {points(c[f'{key}_lift'])} "
+                for key in ("colour", "shape")
+            )
+            + f"| {points(c['attention_lift'])} |"
         )
-    chance = next((r["results"] for run, r in done.items() if run.kind == "gan"), None)
-    if chance is not None:
+    results = [r["results"] for run, r in done.items() if run.kind == "gan"]
+    if results:
         lines.append(
-            f"| chance | {100 * chance['r_precision_chance']:.1f} % | | {100 * chance['colour_chance']:.1f} % "
-            f"| {100 * chance['shape_chance']:.1f} % | {100 * chance['attention_chance']:.1f} % |"
+            f"| chance | {100 * results[0]['r_precision_chance']:.1f} % | | | each run's own | | | each run's own | "
+            f"| {100 * results[0]['attention_chance']:.1f} % (a peak drawn at random) |"
         )
     return lines
+
+
+def run_value(results: dict, key: str) -> float:
+    """A run's value of a GAN_METRICS key (a lift is the value less its chance)."""
+    if key in LIFTS:
+        return results[LIFTS[key]] - results[f"{LIFTS[key]}_chance"]
+    return results[key]
 
 
 def lambda_findings(study, done) -> list[str]:
@@ -118,7 +141,7 @@ def lambda_findings(study, done) -> list[str]:
     for key, name in GAN_METRICS:
         means = [np.mean(cells[lam][key]) for lam in present]
         steps = np.diff(means)
-        rho = spearman([lam for lam, _ in runs], [r[key] for _, r in runs])
+        rho = spearman([lam for lam, _ in runs], [run_value(r, key) for _, r in runs])
         trend = (
             "rises at every step"
             if len(steps) and (steps > 0).all()
@@ -126,9 +149,10 @@ def lambda_findings(study, done) -> list[str]:
             if len(steps) and (steps < 0).all()
             else "does not move one way"
         )
+        unit = " points" if key in LIFTS else " %"
         out.append(
             f"- {name}: the mean over seeds {trend} of λ = {', '.join(f'{x:g}' for x in present)} "
-            f"({' → '.join(f'{100 * m:.1f}' for m in means)} %); Spearman's ρ between λ and the "
+            f"({' → '.join(f'{100 * m:.1f}' for m in means)}{unit}); Spearman's ρ between λ and the "
             f"{len(runs)} runs' values: {rho:.2f}."
         )
     return out
@@ -146,23 +170,27 @@ def lambda_figure(study, done, path: Path) -> None:
     paper = [PAPER_R_PRECISION.get(float(lam), np.nan) for lam in study.lambdas]
     left.plot(x, paper, "k--s", label="paper, AttnGAN1 on CUB (Table 2)")
     panels = [(left, "r_precision", "C0")] + [
-        (right, k, c) for k, c in (("colour", "C1"), ("shape", "C2"), ("attention", "C3"))
+        (right, k, c) for k, c in (("colour_lift", "C1"), ("shape_lift", "C2"), ("attention_lift", "C3"))
     ]
     names = dict(GAN_METRICS)
-    chance = next((r["results"] for run, r in done.items() if run.kind == "gan"), None)
+    results = [r["results"] for run, r in done.items() if run.kind == "gan"]
+    if results:
+        left.axhline(100 * results[0]["r_precision_chance"], color="C0", linestyle=":", linewidth=1)
+    right.axhline(0, color="k", linestyle=":", linewidth=1)
     for axes, key, colour in panels:
-        if chance is not None:
-            axes.axhline(100 * chance[f"{key}_chance"], color=colour, linestyle=":", linewidth=1)
         for i, lam in enumerate(study.lambdas):
             values = 100 * np.asarray(cells[lam][key])
             axes.plot(np.full(len(values), i), values, "o", color=colour, alpha=0.4, markersize=4)
         means = [100 * np.mean(cells[lam][key]) if cells[lam][key] else np.nan for lam in study.lambdas]
         axes.plot(x, means, "-o", color=colour, label=f"{names[key]}, ours (dots: seeds)")
-    for axes, title in ((left, "R-precision (%)"), (right, "object match and attention on our shapes (%)")):
+    for axes, title, ylim in (
+        (left, "R-precision (%)", (0, 100)),
+        (right, "object match and attention, points above chance", (-20, 60)),
+    ):
         axes.set_xticks(x, [f"{lam:g}" for lam in study.lambdas])
         axes.set_xlabel("λ (TRAIN.SMOOTH.LAMBDA); dotted: chance")
         axes.set_title(title)
-        axes.set_ylim(0, 100)
+        axes.set_ylim(*ylim)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
     if not any(run.kind == "gan" for run in done):
