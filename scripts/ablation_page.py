@@ -90,8 +90,8 @@ def lambda_cells(study, done) -> dict[float, dict[str, list[float]]]:
             results = record["results"]
             for key, value in results.items():
                 cells[run.lam][key].append(value)
-            for lift, key in LIFTS.items():
-                cells[run.lam][lift].append(results[key] - results[f"{key}_chance"])
+            for lift in LIFTS:
+                cells[run.lam][lift].append(run_value(results, lift))
     return cells
 
 

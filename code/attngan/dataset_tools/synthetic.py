@@ -357,7 +357,7 @@ def make_shapes_dataset(
     )
 
     def write(folder: Path) -> dict[str, Any]:
-        summary = _write_dataset(folder, **args)
+        summary = _write_dataset(folder, args)
         _write_readme(folder / "README.txt", args)
         return summary
 
@@ -367,31 +367,24 @@ def make_shapes_dataset(
     return summary
 
 
-def _write_dataset(
-    out_dir: Path,
-    seed: int,
-    num_images: int,
-    image_size: int,
-    test_fraction: float,
-    captions_per_image: int,
-    max_objects: int,
-    object_scale: float,
-    colors: list[str],
-) -> dict[str, Any]:
-    """Write every file but README.txt into the existing empty folder ``out_dir``."""
+def _write_dataset(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """Write every file but README.txt into the existing empty folder ``out_dir`` from
+    make_shapes_dataset's ``settings`` (recorded in objects.json)."""
+    seed, num_images, image_size = settings["seed"], settings["num_images"], settings["image_size"]
+    max_objects, colors = settings["max_objects"], settings["colors"]
     rng = np.random.default_rng(seed)
     make_layout(out_dir)
     keys = [f"shape_{i:05d}" for i in range(num_images)]
-    num_test = min(max(round(num_images * test_fraction), 1), num_images - 1)
+    num_test = min(max(round(num_images * settings["test_fraction"]), 1), num_images - 1)
     test_keys = set(keys[i] for i in rng.permutation(num_images)[:num_test])
     records: dict[str, Any] = {}
     classes: dict[str, int] = {}
     vocabulary: set[str] = set()
     for key in keys:
         scene = _sample_scene(rng, max_objects, colors)
-        image, boxes = _render(scene, image_size, rng, object_scale)
+        image, boxes = _render(scene, image_size, rng, settings["object_scale"])
         save_image(image, out_dir, key)
-        captions = _captions(scene, captions_per_image, rng)
+        captions = _captions(scene, settings["captions_per_image"], rng)
         save_captions(out_dir, key, captions)
         vocabulary.update(w for c in captions for w in c.replace(",", " ").split())
         main = scene.objects[0]
@@ -408,16 +401,6 @@ def _write_dataset(
         ("test", [k for k in keys if k in test_keys]),
     ):
         save_split(out_dir, split, split_keys, [classes[k] for k in split_keys])
-    settings = dict(
-        seed=seed,
-        num_images=num_images,
-        image_size=image_size,
-        test_fraction=test_fraction,
-        captions_per_image=captions_per_image,
-        max_objects=max_objects,
-        object_scale=object_scale,
-        colors=colors,
-    )
     side = {
         "settings": settings,
         "image_size": image_size,
